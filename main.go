@@ -1,0 +1,244 @@
+// Command roost is a single-binary XMPP server for edge and IoT gateways.
+//
+//	roost run [-config FILE]                      serve (the embedded config.json when no file is given)
+//	roost user add|del|passwd [-config FILE] JID  manage accounts (password on standard input)
+//	roost user list [-config FILE]
+//	roost check-config [-config FILE]
+//	roost version
+//
+// Account commands work whether or not the server runs: when the store is
+// held by a running server they go through its control socket.
+package main
+
+import (
+	"bufio"
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/term"
+
+	"roost/server"
+	"roost/server/control"
+	"roost/storage"
+)
+
+//go:embed config.json
+var defaultConfig []byte
+
+const usage = `usage: roost COMMAND [-config FILE] [ARGS]
+
+commands:
+  run                  run the server (embedded default config unless -config)
+  user add JID         add an account; the password is read from standard input
+  user passwd JID      change an account's password (from standard input)
+  user del JID         delete an account and its roster
+  user list            list accounts
+  check-config         load and validate the configuration, print it
+  version              print the version
+
+Every command takes -config FILE after its name, so the CLI finds the same
+data directory as the server it administers.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "run":
+		err = cmdRun(args[1:], stderr)
+	case "user":
+		err = cmdUser(args[1:], stdin, stdout, stderr)
+	case "check-config":
+		err = cmdCheckConfig(args[1:], stdout)
+	case "version", "-version", "--version":
+		fmt.Fprintf(stdout, "roost %s (%s %s/%s)\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "roost: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "roost: %v\n\n%s", err, usage)
+			return 2
+		}
+		fmt.Fprintf(stderr, "roost: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// parseFlags reads the flags every command takes and returns the loaded
+// configuration and the remaining arguments.
+func parseFlags(name string, args []string) (*server.Config, []string, error) {
+	fs := flag.NewFlagSet("roost "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	path := fs.String("config", "", "configuration file overlaid on the embedded defaults")
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, usageError{fmt.Sprintf("%s: %v", name, err)}
+	}
+	cfg, err := server.LoadConfig(defaultConfig, *path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, fs.Args(), nil
+}
+
+func cmdRun(args []string, stderr io.Writer) error {
+	cfg, rest, err := parseFlags("run", args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usageError{fmt.Sprintf("run: unexpected argument %q", rest[0])}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
+	srv := server.New(cfg, log)
+	start := time.Now()
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	log.Info("roost started", "version", server.Version, "domain", cfg.Domain, "data_dir", cfg.DataDir, "certificate", srv.CertPath(), "startup", time.Since(start).Round(time.Microsecond))
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	got := <-sig
+	log.Info("shutting down", "signal", got.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func cmdCheckConfig(args []string, stdout io.Writer) error {
+	cfg, _, err := parseFlags("check-config", args)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "config OK: domain %s, data_dir %s, c2s %q, c2s_tls %q, tls.required %v\n",
+		cfg.Domain, cfg.DataDir, cfg.Listen.C2S, cfg.Listen.C2STLS, cfg.TLS.Required)
+	return nil
+}
+
+func cmdUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"user: give add, del, passwd or list"}
+	}
+	sub := args[0]
+	cfg, rest, err := parseFlags("user "+sub, args[1:])
+	if err != nil {
+		return err
+	}
+	req := control.Request{Op: "user." + sub}
+	switch sub {
+	case "list":
+		if len(rest) != 0 {
+			return usageError{"user list takes no arguments"}
+		}
+	case "add", "passwd", "del":
+		if len(rest) != 1 {
+			return usageError{fmt.Sprintf("user %s needs exactly one JID, for example alice@%s", sub, cfg.Domain)}
+		}
+		req.JID = rest[0]
+		if sub != "del" {
+			if req.Password, err = readPassword(stdin, stderr); err != nil {
+				return err
+			}
+		}
+	default:
+		return usageError{fmt.Sprintf("user: unknown subcommand %q", sub)}
+	}
+	resp, via, err := administer(cfg, req)
+	if err != nil {
+		return err
+	}
+	if resp.Error != "" {
+		return errors.New(resp.Error)
+	}
+	for _, u := range resp.Users {
+		fmt.Fprintln(stdout, u)
+	}
+	if resp.Message != "" {
+		fmt.Fprintf(stdout, "%s (%s)\n", resp.Message, via)
+	}
+	return nil
+}
+
+// administer runs req on the store directly, or through the running
+// server's control socket when the server holds the store. via says which.
+func administer(cfg *server.Config, req control.Request) (control.Response, string, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return control.Response{}, "", fmt.Errorf("create data_dir %s: %w", cfg.DataDir, err)
+	}
+	path := server.StorePath(cfg)
+	st, err := storage.Open(path, storage.Options{ScramIterations: cfg.ScramIterations, Timeout: 300 * time.Millisecond})
+	if errors.Is(err, storage.ErrLocked) {
+		sock := server.ControlPath(cfg)
+		resp, err := control.Call(sock, req)
+		if err != nil {
+			return resp, "", fmt.Errorf("the store %s is in use, and the running server did not answer on %s: %w", path, sock, err)
+		}
+		return resp, "through the running server at " + sock, nil
+	}
+	if err != nil {
+		return control.Response{}, "", err
+	}
+	defer st.Close()
+	return server.Admin{Store: st, Domain: cfg.Domain}.Do(req), "store " + path, nil
+}
+
+// readPassword reads one line: from a terminal without echo and twice to
+// confirm, otherwise from the pipe as is.
+func readPassword(stdin io.Reader, stderr io.Writer) (string, error) {
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(stderr, "Password: ")
+		a, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return "", fmt.Errorf("read password: %w", err)
+		}
+		fmt.Fprint(stderr, "Again: ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return "", fmt.Errorf("read password: %w", err)
+		}
+		if string(a) != string(b) {
+			return "", errors.New("the two passwords differ")
+		}
+		return string(a), nil
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+		return "", errors.New("read password: give it on standard input, for example: echo 'secret' | roost user add alice@localhost")
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}

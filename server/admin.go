@@ -1,0 +1,108 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+
+	"roost/server/control"
+	"roost/server/jid"
+	"roost/storage"
+)
+
+// Admin runs account commands against an open store. The CLI uses it
+// directly when it can open the store, and a running server uses it to
+// answer the same commands over the control channel, so both paths behave
+// alike.
+type Admin struct {
+	Store  *storage.Store
+	Domain string
+}
+
+// Do executes one request.
+func (a Admin) Do(req control.Request) control.Response {
+	switch req.Op {
+	case "user.list":
+		users, err := a.Store.Users()
+		if err != nil {
+			return control.Response{Error: err.Error()}
+		}
+		for i, u := range users {
+			users[i] = u + "@" + a.Domain
+		}
+		return control.Response{Users: users}
+	case "user.add", "user.passwd", "user.del":
+	case "status":
+		return control.Response{Message: "running"}
+	default:
+		return control.Response{Error: fmt.Sprintf("unknown command %q", req.Op)}
+	}
+	local, err := a.localpart(req.JID)
+	if err != nil {
+		return control.Response{Error: err.Error()}
+	}
+	if req.Op == "user.del" {
+		if err := a.Store.DeleteUser(local); errors.Is(err, storage.ErrNotFound) {
+			return control.Response{Error: fmt.Sprintf("no user %s@%s", local, a.Domain)}
+		} else if err != nil {
+			return control.Response{Error: err.Error()}
+		}
+		return control.Response{Message: fmt.Sprintf("deleted %s@%s", local, a.Domain)}
+	}
+	pw, err := jid.PreparePassword(req.Password)
+	if err != nil || pw == "" {
+		return control.Response{Error: "the password is empty or has characters a password may not hold (RFC 8265 OpaqueString)"}
+	}
+	if req.Op == "user.add" {
+		if err := a.Store.AddUser(local, pw); errors.Is(err, storage.ErrExists) {
+			return control.Response{Error: fmt.Sprintf("user %s@%s exists already (use 'roost user passwd' to change the password)", local, a.Domain)}
+		} else if err != nil {
+			return control.Response{Error: err.Error()}
+		}
+		return control.Response{Message: fmt.Sprintf("added %s@%s", local, a.Domain)}
+	}
+	if err := a.Store.SetPassword(local, pw); errors.Is(err, storage.ErrNotFound) {
+		return control.Response{Error: fmt.Sprintf("no user %s@%s (use 'roost user add' first)", local, a.Domain)}
+	} else if err != nil {
+		return control.Response{Error: err.Error()}
+	}
+	return control.Response{Message: fmt.Sprintf("changed the password of %s@%s", local, a.Domain)}
+}
+
+// localpart checks that s is a bare JID on this server's domain (a bare
+// localpart is accepted too) and returns its prepared localpart.
+func (a Admin) localpart(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("give the user's JID, for example alice@" + a.Domain)
+	}
+	j, err := jid.Parse(s)
+	if err == nil && j.Local() == "" {
+		j, err = jid.New(s, a.Domain, "")
+	}
+	if err != nil {
+		return "", fmt.Errorf("%q is not a valid JID: %v", s, err)
+	}
+	if j.Domain() != a.Domain {
+		return "", fmt.Errorf("%s is not on this server's domain %s (set \"domain\" in the config, or use -config)", s, a.Domain)
+	}
+	if j.Resource() != "" {
+		return "", fmt.Errorf("%s: give a bare JID, without /resource", s)
+	}
+	return j.Local(), nil
+}
+
+func (s *Server) startControl() error {
+	l, err := control.Listen(ControlPath(s.cfg))
+	if err != nil {
+		return err
+	}
+	s.control = l
+	admin := Admin{Store: s.store, Domain: s.cfg.Domain}
+	go control.Serve(l, func(req control.Request) control.Response {
+		resp := admin.Do(req)
+		if req.Op != "user.list" && req.Op != "status" && resp.Error == "" {
+			s.log.Info("control: "+req.Op, "jid", req.JID)
+		}
+		return resp
+	}, s.log)
+	return nil
+}

@@ -1,0 +1,129 @@
+package c2s
+
+import (
+	"encoding/xml"
+	"errors"
+	"io"
+	"os"
+	"time"
+
+	"roost/server/jid"
+	"roost/server/stanza"
+	"roost/server/xmlscan"
+)
+
+// bindRequest is the payload of a resource binding iq (RFC 6120 §7).
+type bindRequest struct {
+	Type string `xml:"type,attr"`
+	ID   string `xml:"id,attr"`
+	Bind *struct {
+		XMLName  xml.Name `xml:"urn:ietf:params:xml:ns:xmpp-bind bind"`
+		Resource string   `xml:"resource"`
+	} `xml:"urn:ietf:params:xml:ns:xmpp-bind bind"`
+}
+
+// bindIQ handles an iq on an authenticated stream that has not bound a
+// resource yet. Only resource binding is allowed there; it returns the new
+// session when binding succeeded.
+func (c *Conn) bindIQ(tok *xmlscan.Token) (*Session, error) {
+	st, ok := stanza.Parse(tok, NSClient)
+	if !ok {
+		return nil, fail(stanza.StreamBadFormat, "malformed iq")
+	}
+	if string(tok.ChildSpace) != NSBind || string(tok.ChildLocal) != "bind" {
+		return nil, fail(stanza.StreamNotAuthorized, "bind a resource before sending other stanzas")
+	}
+	var req bindRequest
+	if err := xml.Unmarshal(tok.Raw, &req); err != nil || req.Bind == nil || req.Type != "set" || tok.Children != 1 {
+		return nil, c.write(stanza.AppendError(nil, &st, "", c.env.Domain, stanza.BadRequest, "a bind iq is type='set' with one <bind/> child"))
+	}
+	res := req.Bind.Resource
+	if res == "" {
+		res = "roost-" + newID()[:8]
+	}
+	full, err := jid.New(c.authed, c.env.Domain, res)
+	if err != nil {
+		return nil, c.write(stanza.AppendError(nil, &st, "", c.env.Domain, stanza.BadRequest, "the resource is not a valid resourcepart (RFC 7622)"))
+	}
+	bare := []byte(full.Bare().String())
+	if n := len(c.env.Router.Sessions(bare)); n >= c.env.SessionsPerUser && c.env.Router.Session(bare, []byte(full.Resource())) == nil {
+		return nil, c.write(stanza.AppendError(nil, &st, "", c.env.Domain, stanza.ResourceConstraint, "this account has reached its limit of simultaneous sessions"))
+	}
+	s := &Session{env: c.env, jid: full, full: full.String(), lang: c.lang, remote: c.nc.RemoteAddr()}
+	s.q = newOutQueue(c.nc, c.env.QueueBytes, c.env.WriteTimeout, func() {
+		c.log.Warn("c2s: dropping slow reader", "jid", s.full)
+		s.Close(stanza.StreamPolicyViolation, queueOverflowText)
+	})
+	result := append([]byte(nil), "<iq type='result' id='"...)
+	result = stanza.AppendEscaped(result, req.ID)
+	result = append(result, "'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>"...)
+	result = stanza.AppendEscaped(result, s.full)
+	result = append(result, "</jid></bind></iq>"...)
+	s.q.push(result)
+	if old := c.env.Router.Bind(s); old != nil {
+		if o, ok := old.(*Session); ok {
+			o.Close(stanza.StreamConflict, "replaced by a new session for the same resource")
+		}
+	}
+	c.log = c.log.With("jid", s.full)
+	c.log.Debug("c2s: bound")
+	return s, nil
+}
+
+// runBound reads a bound session's stanzas until the stream ends, then
+// takes the session out of the routing table and lets the handler
+// announce its departure.
+func (c *Conn) runBound(s *Session) {
+	env := c.env
+	go s.q.run()
+	c.nc.SetReadDeadline(time.Time{})
+	c.wbuf = nil
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("c2s: internal error, closing session", "panic", r)
+			s.Close(stanza.StreamInternalServerError, "")
+		}
+		env.Router.Unbind(s)
+		env.Handler.Closed(s)
+		s.Wait(env.WriteTimeout)
+		c.nc.Close()
+		c.scan.Release()
+	}()
+	for {
+		tok, err := c.scan.Next()
+		if err != nil {
+			c.endBound(s, err)
+			break
+		}
+		if tok.Kind == xmlscan.KindClose {
+			s.Close("", "")
+			break
+		}
+		st, ok := stanza.Parse(&tok, NSClient)
+		if !ok {
+			s.Close(stanza.StreamUnsupportedStanzaType, "<"+string(tok.Local)+"/> is not a stanza this server understands")
+			break
+		}
+		buf := getBuf()
+		stamped := stanza.AppendForward((*buf)[:0], &st, s.full, s.lang)
+		env.Handler.Stanza(s, &st, stamped)
+		*buf = stamped
+		putBuf(buf)
+	}
+}
+
+// endBound closes a bound session after a read error: a stream error for
+// bad XML, a closing tag for a vanished peer.
+func (c *Conn) endBound(s *Session, err error) {
+	var xe *xmlscan.Error
+	switch {
+	case errors.As(err, &xe):
+		c.log.Info("c2s: closing stream on bad XML", "condition", xe.Cond, "reason", xe.Reason)
+		s.Close(stanza.StreamCondition(xe.Cond), "")
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, os.ErrDeadlineExceeded):
+		s.Close("", "")
+	default:
+		c.log.Debug("c2s: read failed", "err", err)
+		s.Close("", "")
+	}
+}

@@ -1,0 +1,384 @@
+// Package c2s negotiates client-to-server streams (RFC 6120 §4–§7): the
+// stream header, STARTTLS, SASL, resource binding, and then reads the
+// bound client's stanzas and hands them, with a stamped from, to the
+// server's stanza handler.
+//
+// Each connection has one reader goroutine (Serve) and, once bound, one
+// writer goroutine flushing its outbound queue. Before binding, replies
+// are written directly by the reader: nobody else can address the
+// connection yet.
+package c2s
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/xdg-go/scram"
+
+	"roost/server/jid"
+	"roost/server/router"
+	"roost/server/stanza"
+	"roost/server/xmlscan"
+)
+
+// Namespaces used in negotiation.
+const (
+	NSStream  = "http://etherx.jabber.org/streams"
+	NSClient  = "jabber:client"
+	NSTLS     = "urn:ietf:params:xml:ns:xmpp-tls"
+	NSSASL    = "urn:ietf:params:xml:ns:xmpp-sasl"
+	NSBind    = "urn:ietf:params:xml:ns:xmpp-bind"
+	NSSession = "urn:ietf:params:xml:ns:xmpp-session"
+)
+
+// Authenticator checks credentials against the account store.
+type Authenticator interface {
+	// SCRAMCredentials returns the stored SCRAM credentials of the
+	// account local for hash ("SHA-1" or "SHA-256"). For an unknown
+	// account it returns plausible fake credentials and known=false, so
+	// that the exchange fails at the proof like a wrong password and
+	// does not reveal which accounts exist.
+	SCRAMCredentials(local, hash string) (cred scram.StoredCredentials, known bool, err error)
+	// CheckPassword verifies a PLAIN password in constant time.
+	CheckPassword(local, password string) (bool, error)
+}
+
+// Handler receives what a bound session sends.
+type Handler interface {
+	// Stanza handles one stanza from s. st.From is untrusted; stamped is
+	// the stanza's bytes with from set to the session's full JID, valid
+	// only during the call.
+	Stanza(s *Session, st *stanza.Stanza, stamped []byte)
+	// Closed is called once when a bound session has ended, after it has
+	// left the routing table.
+	Closed(s *Session)
+}
+
+// Env is what every client connection shares: the server's settings and
+// the parts it talks to.
+type Env struct {
+	Domain          string
+	TLS             *tls.Config // nil: no STARTTLS offered
+	TLSRequired     bool
+	Limits          xmlscan.Limits
+	AuthTimeout     time.Duration
+	WriteTimeout    time.Duration
+	QueueBytes      int
+	SessionsPerUser int
+	Auth            Authenticator
+	Router          *router.Router
+	Handler         Handler
+	Limiter         *AuthLimiter
+	Log             *slog.Logger
+}
+
+// Conn is one client connection from accept until bound.
+type Conn struct {
+	env       *Env
+	nc        net.Conn
+	scan      *xmlscan.Scanner
+	secure    bool
+	authed    string // localpart once SASL succeeded
+	lang      string
+	ip        string
+	failures  int
+	sentHead  bool
+	directTLS bool
+	log       *slog.Logger
+	wbuf      []byte
+
+	authDeadline time.Time
+	saslState    saslState
+}
+
+// errClosed ends Serve after the peer closed the stream: we answer with
+// our closing tag. errGone ends it when there is nothing left to say.
+var (
+	errClosed = errors.New("stream closed")
+	errGone   = errors.New("connection gone")
+)
+
+// streamError is a protocol failure that ends the stream with cond.
+type streamError struct {
+	cond stanza.StreamCondition
+	text string
+}
+
+func (e *streamError) Error() string { return string(e.cond) + ": " + e.text }
+
+func fail(cond stanza.StreamCondition, format string, args ...any) error {
+	return &streamError{cond: cond, text: fmt.Sprintf(format, args...)}
+}
+
+// Serve runs one client connection to its end. directTLS is set for the
+// XEP-0368 port, where TLS starts before the stream. It returns when the
+// connection is closed; it never panics on what the peer sends.
+func Serve(env *Env, nc net.Conn, directTLS bool) {
+	c := &Conn{env: env, nc: nc, ip: hostOf(nc.RemoteAddr()), directTLS: directTLS}
+	c.log = env.Log.With("remote", nc.RemoteAddr().String())
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("c2s: internal error, closing connection", "panic", r)
+			c.writeStreamError(stanza.StreamInternalServerError, "")
+			nc.Close()
+		}
+	}()
+	sess, err := c.negotiate()
+	if sess == nil {
+		c.finishUnbound(err)
+		return
+	}
+	c.runBound(sess)
+}
+
+func (c *Conn) finishUnbound(err error) {
+	defer c.nc.Close()
+	defer c.scan.Release()
+	var se *streamError
+	var xe *xmlscan.Error
+	switch {
+	case errors.As(err, &se):
+		c.log.Debug("c2s: closing stream", "condition", se.cond, "reason", se.text)
+		c.writeStreamError(se.cond, se.text)
+	case errors.As(err, &xe):
+		c.log.Debug("c2s: bad XML", "condition", xe.Cond, "reason", xe.Reason)
+		c.writeStreamError(stanza.StreamCondition(xe.Cond), "")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.log.Debug("c2s: authentication timeout")
+		c.writeStreamError(stanza.StreamConnectionTimeout, "not authenticated in time")
+	case errors.Is(err, errClosed), errors.Is(err, io.EOF):
+		c.write([]byte("</stream:stream>"))
+	case errors.Is(err, errGone), err == nil:
+	default:
+		c.log.Debug("c2s: connection ended", "err", err)
+	}
+}
+
+// write sends b directly; used before the session has a writer.
+func (c *Conn) write(b []byte) error {
+	c.nc.SetWriteDeadline(time.Now().Add(c.env.WriteTimeout))
+	_, err := c.nc.Write(b)
+	return err
+}
+
+// writeStreamError sends (a header first if none was sent, as RFC 6120
+// §4.9.1.2 asks) the stream error and the closing tag.
+func (c *Conn) writeStreamError(cond stanza.StreamCondition, text string) {
+	b := c.wbuf[:0]
+	if !c.sentHead {
+		b = c.appendHeader(b)
+	}
+	b = stanza.AppendStreamError(b, cond, text)
+	c.write(b)
+}
+
+func (c *Conn) appendHeader(b []byte) []byte {
+	c.sentHead = true
+	b = append(b, "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='"...)
+	b = append(b, newID()...)
+	b = append(b, "' from='"...)
+	b = stanza.AppendEscaped(b, c.env.Domain)
+	b = append(b, "' version='1.0' xml:lang='en'>"...)
+	return b
+}
+
+var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// newID returns a random stream ID or resource part (RFC 6120 §4.7.3:
+// unique and unpredictable).
+func newID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return idEncoding.EncodeToString(b[:])
+}
+
+// negotiate runs the stream from connect to a bound session. It returns
+// the session, or nil and why the stream ended.
+func (c *Conn) negotiate() (*Session, error) {
+	env := c.env
+	deadline := time.Now().Add(env.AuthTimeout)
+	c.authDeadline = deadline
+	c.nc.SetReadDeadline(deadline)
+	if c.directTLS {
+		tc := tls.Server(c.nc, env.TLS)
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			c.log.Debug("c2s: TLS handshake failed", "err", err)
+			return nil, nil
+		}
+		c.nc = tc
+		c.secure = true
+	}
+	c.scan = xmlscan.New(c.nc, env.Limits)
+	for {
+		if err := c.readHeader(); err != nil {
+			return nil, err
+		}
+		restart, sess, err := c.featuresAndNegotiate()
+		if err != nil || sess != nil {
+			return sess, err
+		}
+		if !restart {
+			return nil, errClosed
+		}
+	}
+}
+
+// readHeader reads and checks the initial stream header and answers with
+// ours (RFC 6120 §4.7).
+func (c *Conn) readHeader() error {
+	tok, err := c.scan.Next()
+	if err != nil {
+		return err
+	}
+	if tok.Kind != xmlscan.KindHeader {
+		return fail(stanza.StreamBadFormat, "expected a stream header")
+	}
+	if string(tok.Space) != NSStream {
+		return fail(stanza.StreamInvalidNamespace, "the stream namespace must be %s", NSStream)
+	}
+	if string(tok.Local) != "stream" {
+		return fail(stanza.StreamBadFormat, "the stream element must be <stream:stream>")
+	}
+	if len(tok.Prefix) == 0 {
+		return fail(stanza.StreamBadNamespacePrefix, "the stream element needs the stream: prefix")
+	}
+	if def, _ := tok.Attr("xmlns"); string(def) != NSClient {
+		return fail(stanza.StreamInvalidNamespace, "the content namespace must be %s", NSClient)
+	}
+	if v, ok := tok.Attr("version"); !ok {
+		return fail(stanza.StreamUnsupportedVersion, "version='1.0' is required")
+	} else if major, ok := parseVersion(v); !ok {
+		return fail(stanza.StreamBadFormat, "version %q is not MAJOR.MINOR", v)
+	} else if major != 1 {
+		return fail(stanza.StreamUnsupportedVersion, "only XMPP 1.x is supported")
+	}
+	to, _ := tok.Attr("to")
+	if len(to) == 0 {
+		return fail(stanza.StreamHostUnknown, "the stream header needs to='%s'", c.env.Domain)
+	}
+	if d, err := jid.Parse(string(to)); err != nil || d.Domain() != c.env.Domain || d.Local() != "" || d.Resource() != "" {
+		return fail(stanza.StreamHostUnknown, "this server serves %s", c.env.Domain)
+	}
+	if lang, ok := tok.Attr("xml:lang"); ok && len(lang) <= 35 {
+		c.lang = string(lang)
+	}
+	return c.write(c.appendHeader(c.wbuf[:0]))
+}
+
+func parseVersion(v []byte) (int, bool) {
+	i := bytes.IndexByte(v, '.')
+	if i <= 0 || i == len(v)-1 {
+		return 0, false
+	}
+	major, err1 := strconv.Atoi(string(v[:i]))
+	_, err2 := strconv.Atoi(string(v[i+1:]))
+	return major, err1 == nil && err2 == nil && major >= 0
+}
+
+// featuresAndNegotiate sends the stream features the current state allows
+// and handles elements until the stream restarts (after STARTTLS or SASL),
+// a session is bound, or the stream ends.
+func (c *Conn) featuresAndNegotiate() (restart bool, sess *Session, err error) {
+	env := c.env
+	b := append(c.wbuf[:0], "<stream:features>"...)
+	offerTLS := !c.secure && env.TLS != nil
+	switch {
+	case c.authed != "":
+		b = append(b, "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>"...)
+	default:
+		if offerTLS {
+			b = append(b, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>"...)
+			if env.TLSRequired {
+				b = append(b, "<required/>"...)
+			}
+			b = append(b, "</starttls>"...)
+		}
+		if c.secure || !env.TLSRequired {
+			b = append(b, "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-256</mechanism><mechanism>SCRAM-SHA-1</mechanism>"...)
+			if c.secure {
+				b = append(b, "<mechanism>PLAIN</mechanism>"...)
+			}
+			b = append(b, "</mechanisms>"...)
+		}
+	}
+	b = append(b, "</stream:features>"...)
+	if err := c.write(b); err != nil {
+		return false, nil, err
+	}
+	for {
+		tok, err := c.scan.Next()
+		if err != nil {
+			return false, nil, err
+		}
+		if tok.Kind == xmlscan.KindClose {
+			return false, nil, errClosed
+		}
+		space, local := string(tok.Space), string(tok.Local)
+		switch {
+		case space == NSTLS && local == "starttls":
+			if !offerTLS {
+				c.write([]byte("<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>"))
+				return false, nil, errGone
+			}
+			return true, nil, c.startTLS()
+		case space == NSSASL && c.authed == "":
+			if !c.secure && env.TLSRequired {
+				return false, nil, fail(stanza.StreamPolicyViolation, "STARTTLS is required before authentication")
+			}
+			done, err := c.sasl(&tok)
+			if err != nil || done {
+				return done, nil, err
+			}
+		case c.authed != "" && space == NSClient && local == "iq":
+			sess, err := c.bindIQ(&tok)
+			if err != nil || sess != nil {
+				return false, sess, err
+			}
+		case space == NSClient && (local == "message" || local == "presence" || local == "iq"):
+			if !c.secure && env.TLSRequired && c.authed == "" {
+				return false, nil, fail(stanza.StreamPolicyViolation, "STARTTLS is required")
+			}
+			return false, nil, fail(stanza.StreamNotAuthorized, "authenticate and bind a resource before sending stanzas")
+		default:
+			return false, nil, fail(stanza.StreamUnsupportedStanzaType, "<%s xmlns='%s'> is not understood here", local, space)
+		}
+	}
+}
+
+// startTLS answers <proceed/>, drops every byte received so far (bytes
+// sent in plaintext after <starttls/> must never be taken as if they had
+// come over TLS), and runs the handshake (RFC 6120 §5.4.3.3).
+func (c *Conn) startTLS() error {
+	if err := c.write([]byte("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")); err != nil {
+		return err
+	}
+	if n := c.scan.Buffered(); n > 0 {
+		c.log.Warn("c2s: dropping bytes sent before the TLS handshake", "bytes", n)
+	}
+	tc := tls.Server(c.nc, c.env.TLS)
+	ctx, cancel := context.WithDeadline(context.Background(), c.authDeadline)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.log.Debug("c2s: TLS handshake failed", "err", err)
+		return errGone
+	}
+	c.nc = tc
+	c.secure = true
+	c.sentHead = false
+	c.scan.Reset(tc)
+	return nil
+}

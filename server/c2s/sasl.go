@@ -1,0 +1,263 @@
+package c2s
+
+import (
+	"bytes"
+	"encoding/base64"
+	"strings"
+	"time"
+
+	"github.com/xdg-go/scram"
+
+	"roost/server/jid"
+	"roost/server/stanza"
+	"roost/server/xmlscan"
+)
+
+// maxAuthFailures is how many failed attempts one stream may make before
+// it is closed (RFC 6120 §6.4.5 asks for at least 2 and at most 5 retries).
+const maxAuthFailures = 5
+
+// saslState is a SASL exchange in progress on one stream.
+type saslState struct {
+	mech string
+	conv *scram.ServerConversation
+	user string // prepared localpart, once known
+}
+
+// sasl handles one element in the SASL namespace (RFC 6120 §6.4). It
+// reports done when authentication succeeded and the stream restarts.
+func (c *Conn) sasl(tok *xmlscan.Token) (done bool, err error) {
+	switch string(tok.Local) {
+	case "auth":
+		if d := c.env.Limiter.Delay(c.ip); d > 0 {
+			time.Sleep(d)
+		}
+		mech, _ := tok.Attr("mechanism")
+		c.saslState = saslState{mech: string(mech)}
+		data, ok := saslData(tok)
+		if !ok {
+			return false, c.saslFailure("incorrect-encoding", true)
+		}
+		switch c.saslState.mech {
+		case "PLAIN":
+			if !c.secure {
+				return false, c.saslFailure("encryption-required", false)
+			}
+			if data == nil {
+				return false, c.write([]byte("<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"))
+			}
+			return c.plain(data)
+		case "SCRAM-SHA-1", "SCRAM-SHA-256":
+			c.saslState.conv = c.newSCRAM(c.saslState.mech)
+			if data == nil {
+				return false, c.write([]byte("<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"))
+			}
+			return c.scramStep(data)
+		case "":
+			return false, c.saslFailure("invalid-mechanism", false)
+		default:
+			return false, c.saslFailure("invalid-mechanism", false)
+		}
+	case "response":
+		data, ok := saslData(tok)
+		if !ok {
+			return false, c.saslFailure("incorrect-encoding", true)
+		}
+		switch {
+		case c.saslState.mech == "PLAIN":
+			return c.plain(data)
+		case c.saslState.conv != nil:
+			return c.scramStep(data)
+		}
+		return false, c.saslFailure("malformed-request", false)
+	case "abort":
+		c.saslState = saslState{}
+		return false, c.saslFailure("aborted", false)
+	}
+	return false, fail(stanza.StreamUnsupportedStanzaType, "<%s/> is not a SASL element", tok.Local)
+}
+
+// saslData returns the base64-decoded text of a SASL element: nil when it
+// is empty (no initial response), an empty slice for "=" (RFC 6120
+// §6.4.2), ok=false when it is not valid base64.
+func saslData(tok *xmlscan.Token) ([]byte, bool) {
+	if tok.Children > 0 {
+		return nil, false
+	}
+	text := bytes.TrimSpace(innerText(tok))
+	if len(text) == 0 {
+		return nil, true
+	}
+	if string(text) == "=" {
+		return []byte{}, true
+	}
+	out := make([]byte, base64.StdEncoding.DecodedLen(len(text)))
+	n, err := base64.StdEncoding.Decode(out, text)
+	if err != nil {
+		return nil, false
+	}
+	return out[:n], true
+}
+
+// innerText returns the raw bytes between an element's start and end tags.
+func innerText(tok *xmlscan.Token) []byte {
+	if tok.SelfClosing {
+		return nil
+	}
+	i := tok.NameEnd
+	if n := len(tok.Attrs); n > 0 {
+		i = tok.Attrs[n-1].End
+	}
+	j := bytes.IndexByte(tok.Raw[i:], '>')
+	end := bytes.LastIndexByte(tok.Raw, '<')
+	if j < 0 || end < i+j+1 {
+		return nil
+	}
+	return tok.Raw[i+j+1 : end]
+}
+
+// plain checks a PLAIN message: authzid NUL authcid NUL password (RFC 4616).
+func (c *Conn) plain(msg []byte) (bool, error) {
+	parts := bytes.Split(msg, []byte{0})
+	if len(parts) != 3 {
+		return false, c.saslFailure("malformed-request", true)
+	}
+	authcid := string(parts[1])
+	if i := strings.IndexByte(authcid, '@'); i >= 0 {
+		if authcid[i+1:] != c.env.Domain {
+			return false, c.saslFailure("not-authorized", true)
+		}
+		authcid = authcid[:i]
+	}
+	local, err := jid.PrepareLocal(authcid)
+	if err != nil {
+		return false, c.saslFailure("not-authorized", true)
+	}
+	password, err := jid.PreparePassword(string(parts[2]))
+	if err != nil {
+		return false, c.saslFailure("not-authorized", true)
+	}
+	if !c.authzOK(string(parts[0]), local) {
+		return false, c.saslFailure("invalid-authzid", true)
+	}
+	ok, err := c.env.Auth.CheckPassword(local, password)
+	if err != nil {
+		c.log.Error("c2s: password check failed", "err", err)
+		return false, c.saslFailure("temporary-auth-failure", false)
+	}
+	if !ok {
+		return false, c.saslFailure("not-authorized", true)
+	}
+	return c.saslSuccess(local, nil)
+}
+
+// authzOK accepts an empty authorization identity or the account's own
+// bare JID: nobody may act as another user (RFC 6120 §6.3.8).
+func (c *Conn) authzOK(authz, local string) bool {
+	if authz == "" {
+		return true
+	}
+	j, err := jid.Parse(authz)
+	return err == nil && j.Resource() == "" && j.Local() == local && j.Domain() == c.env.Domain
+}
+
+func (c *Conn) newSCRAM(mech string) *scram.ServerConversation {
+	hash, gen := "SHA-1", scram.SHA1
+	if mech == "SCRAM-SHA-256" {
+		hash, gen = "SHA-256", scram.SHA256
+	}
+	lookup := func(user string) (scram.StoredCredentials, error) {
+		local, err := jid.PrepareLocal(user)
+		if err != nil {
+			local = "\x00invalid"
+		}
+		c.saslState.user = local
+		cred, _, err := c.env.Auth.SCRAMCredentials(local, hash)
+		return cred, err
+	}
+	srv, err := gen.NewServer(lookup)
+	if err != nil {
+		return nil
+	}
+	return srv.NewConversation()
+}
+
+func (c *Conn) scramStep(data []byte) (bool, error) {
+	conv := c.saslState.conv
+	if conv == nil {
+		return false, c.saslFailure("temporary-auth-failure", false)
+	}
+	first := c.saslState.user == ""
+	out, err := conv.Step(string(data))
+	if err != nil {
+		if first && c.saslState.user == "" {
+			return false, c.saslFailure("malformed-request", true)
+		}
+		return false, c.saslFailure("not-authorized", true)
+	}
+	if !conv.Done() {
+		return false, c.write(saslElement("challenge", []byte(out)))
+	}
+	if !conv.Valid() {
+		return false, c.saslFailure("not-authorized", true)
+	}
+	local := c.saslState.user
+	if !c.authzOK(conv.AuthzID(), local) {
+		return false, c.saslFailure("invalid-authzid", true)
+	}
+	return c.saslSuccess(local, []byte(out))
+}
+
+// saslSuccess answers <success/>, carrying SCRAM's server-final message
+// as additional data (RFC 6120 §6.3.10), and restarts the stream.
+func (c *Conn) saslSuccess(local string, additional []byte) (bool, error) {
+	var b []byte
+	if additional == nil {
+		b = []byte("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+	} else {
+		b = saslElement("success", additional)
+	}
+	if err := c.write(b); err != nil {
+		return false, err
+	}
+	c.log.Info("c2s: authenticated", "user", local, "mechanism", c.saslState.mech)
+	c.saslState = saslState{}
+	c.authed = local
+	c.sentHead = false
+	c.scan.Reset(c.nc)
+	return true, nil
+}
+
+func saslElement(name string, data []byte) []byte {
+	b := make([]byte, 0, 64+base64.StdEncoding.EncodedLen(len(data)))
+	b = append(b, '<')
+	b = append(b, name...)
+	b = append(b, " xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"...)
+	b = base64.StdEncoding.AppendEncode(b, data)
+	b = append(b, "</"...)
+	b = append(b, name...)
+	b = append(b, '>')
+	return b
+}
+
+// saslFailure answers <failure/> with cond (RFC 6120 §6.5). A counted
+// failure is a wrong credential: it is charged to the source address and
+// to the stream, which is closed after maxAuthFailures.
+func (c *Conn) saslFailure(cond string, counted bool) error {
+	c.saslState = saslState{}
+	if counted {
+		c.failures++
+		c.env.Limiter.Fail(c.ip)
+		c.log.Info("c2s: authentication failed", "condition", cond)
+	}
+	b := append(c.wbuf[:0], "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><"...)
+	b = append(b, cond...)
+	b = append(b, "/></failure>"...)
+	if err := c.write(b); err != nil {
+		return err
+	}
+	if c.failures >= maxAuthFailures {
+		return fail(stanza.StreamPolicyViolation, "too many failed authentication attempts")
+	}
+	return nil
+}

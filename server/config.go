@@ -1,0 +1,242 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"roost/server/jid"
+)
+
+// Config is everything a Roost server reads at start-up. Its JSON form is
+// config.json at the repository root, embedded in the binary as the
+// defaults; a file given with -config overlays it key by key.
+type Config struct {
+	// Domain is the XMPP domain this server is authoritative for (RFC 6120 §2.1).
+	Domain string `json:"domain"`
+	// DataDir holds the store, the generated certificate and the control
+	// socket. A relative path is taken from the working directory.
+	DataDir string `json:"data_dir"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"log_level"`
+
+	Listen ListenConfig `json:"listen"`
+	TLS    TLSConfig    `json:"tls"`
+	Limits LimitsConfig `json:"limits"`
+
+	// ScramIterations is the PBKDF2 iteration count for new passwords
+	// (RFC 5802 §5.1 asks for at least 4096).
+	ScramIterations int `json:"scram_iterations"`
+}
+
+// ListenConfig names the addresses the server accepts connections on. An
+// empty address turns that listener off.
+type ListenConfig struct {
+	C2S    string `json:"c2s"`     // client streams with STARTTLS (RFC 6120)
+	C2STLS string `json:"c2s_tls"` // client streams over direct TLS (XEP-0368)
+}
+
+// TLSConfig selects the certificate and whether encryption is mandatory.
+type TLSConfig struct {
+	// Cert and Key are PEM files; both empty means a self-signed
+	// certificate for Domain is generated into DataDir on first run.
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+	// Required refuses SASL and stanzas before STARTTLS (RFC 6120 §5.3.1).
+	Required bool `json:"required"`
+}
+
+// LimitsConfig bounds what one connection or user may consume, so a
+// misbehaving client costs the gateway a bounded amount of memory and time.
+type LimitsConfig struct {
+	StanzaBytes           int      `json:"stanza_bytes"`             // largest stanza accepted (RFC 6120 §13.12: at least 10000)
+	MaxDepth              int      `json:"max_depth"`                // deepest element nesting inside a stanza
+	AuthTimeout           Duration `json:"auth_timeout"`             // time allowed from connect to authenticated
+	WriteTimeout          Duration `json:"write_timeout"`            // a write blocked longer than this drops the connection
+	OutboundQueueBytes    int      `json:"outbound_queue_bytes"`     // unsent bytes queued for one connection before it is dropped as a slow reader
+	ConnectionsPerIP      int      `json:"connections_per_ip"`       // open connections from one address
+	AuthFailuresPerMinute int      `json:"auth_failures_per_minute"` // failed logins per address per minute before logins from it are slowed
+	SessionsPerUser       int      `json:"sessions_per_user"`        // resources one account may bind at once
+	RosterItems           int      `json:"roster_items"`             // roster entries one account may hold
+}
+
+// Duration is a time.Duration written in JSON as a Go duration string ("30s").
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes d as a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a duration string such as "30s" or "2m".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string such as \"30s\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want a duration such as \"30s\", got %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// LoadConfig returns the embedded defaults overlaid with the file at path
+// (when path is not empty), validated. Errors name the file and the key.
+func LoadConfig(defaults []byte, path string) (*Config, error) {
+	var c Config
+	if err := decodeStrict(defaults, &c); err != nil {
+		return nil, fmt.Errorf("embedded default config: %w", err)
+	}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		if err := decodeStrict(b, &c); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		if path == "" {
+			return nil, fmt.Errorf("embedded default config: %w", err)
+		}
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// decodeStrict decodes one JSON object into c, refusing unknown keys and
+// rewording encoding/json's errors so they name the key in config terms.
+func decodeStrict(b []byte, c *Config) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return explainJSONError(b, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("trailing data after the JSON object")
+	}
+	return nil
+}
+
+func explainJSONError(b []byte, err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		return fmt.Errorf("key %q: want a %s, got a JSON %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
+	case errors.As(err, &se):
+		line := 1 + bytes.Count(b[:min(int(se.Offset), len(b))], []byte("\n"))
+		return fmt.Errorf("line %d: %v", line, se)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		return fmt.Errorf("unknown key %s (see README.md, section Configuration, for the keys)", name)
+	case err == io.EOF:
+		return errors.New("empty file: want a JSON object")
+	}
+	// Errors from a field's own UnmarshalJSON (Duration) arrive wrapped
+	// by encoding/json with the Go field path; keep its message.
+	return err
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "int", "int64", "uint64":
+		return "whole number"
+	case "bool":
+		return "true or false"
+	case "struct":
+		return "JSON object"
+	}
+	return k
+}
+
+// Validate checks every value and returns an error naming the first key
+// that is wrong and what to put there instead.
+func (c *Config) Validate() error {
+	if c.Domain == "" {
+		return errors.New(`key "domain": must not be empty (for example "localhost" or "gw1.example.org")`)
+	}
+	j, err := jid.Parse(c.Domain)
+	if err != nil || j.Local() != "" || j.Resource() != "" {
+		return fmt.Errorf("key \"domain\": %q is not a valid XMPP domain", c.Domain)
+	}
+	c.Domain = j.Domain()
+	if c.DataDir == "" {
+		return errors.New(`key "data_dir": must not be empty`)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("key \"log_level\": %q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	for key, addr := range map[string]string{"listen.c2s": c.Listen.C2S, "listen.c2s_tls": c.Listen.C2STLS} {
+		if addr == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("key %q: %q is not host:port (for example \":5222\" or \"127.0.0.1:5222\")", key, addr)
+		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			return fmt.Errorf("key %q: port %q is not a number from 0 to 65535", key, port)
+		}
+	}
+	if c.Listen.C2S == "" && c.Listen.C2STLS == "" {
+		return errors.New(`keys "listen.c2s" and "listen.c2s_tls": at least one listener is needed`)
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return errors.New(`keys "tls.cert" and "tls.key": set both (PEM files) or neither (a self-signed certificate is generated)`)
+	}
+	l := &c.Limits
+	checks := []struct {
+		key string
+		v   int
+		min int
+	}{
+		{"limits.stanza_bytes", l.StanzaBytes, 10000},
+		{"limits.max_depth", l.MaxDepth, 4},
+		{"limits.outbound_queue_bytes", l.OutboundQueueBytes, l.StanzaBytes},
+		{"limits.connections_per_ip", l.ConnectionsPerIP, 1},
+		{"limits.auth_failures_per_minute", l.AuthFailuresPerMinute, 1},
+		{"limits.sessions_per_user", l.SessionsPerUser, 1},
+		{"limits.roster_items", l.RosterItems, 1},
+		{"scram_iterations", c.ScramIterations, 4096},
+	}
+	for _, ch := range checks {
+		if ch.v < ch.min {
+			return fmt.Errorf("key %q: %d is too small (at least %d)", ch.key, ch.v, ch.min)
+		}
+	}
+	if l.AuthTimeout.D() < time.Second {
+		return fmt.Errorf("key \"limits.auth_timeout\": %s is too short (at least 1s)", l.AuthTimeout.D())
+	}
+	if l.WriteTimeout.D() < time.Second {
+		return fmt.Errorf("key \"limits.write_timeout\": %s is too short (at least 1s)", l.WriteTimeout.D())
+	}
+	return nil
+}
+
+// SlogLevel returns LogLevel as a slog level.
+func (c *Config) SlogLevel() slog.Level {
+	switch c.LogLevel {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}

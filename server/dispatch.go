@@ -1,0 +1,233 @@
+package server
+
+import (
+	"bytes"
+
+	"roost/server/c2s"
+	"roost/server/jid"
+	"roost/server/router"
+	"roost/server/stanza"
+)
+
+// target is a stanza's 'to' resolved to canonical parts. The slices view
+// either the stanza's own bytes (fast path) or a prepared JID's string.
+type target struct {
+	bare     []byte // local@domain, or domain
+	local    []byte
+	domain   []byte
+	resource []byte
+}
+
+// resolveTo turns a raw 'to' attribute into canonical parts. When the
+// bytes are already canonical (the common case: lower-case ASCII) they are
+// used in place and nothing is allocated; otherwise the JID is prepared
+// with PRECIS. ok=false means the address is not a valid JID.
+func resolveTo(raw []byte) (t target, ok bool) {
+	if bytes.IndexByte(raw, '&') < 0 && jid.Canonical(raw) {
+		local, domain, resource, _ := jid.Split(raw)
+		t.local, t.domain, t.resource = local, domain, resource
+		t.bare = raw[:len(raw)-len(resource)]
+		if len(resource) > 0 {
+			t.bare = t.bare[:len(t.bare)-1]
+		}
+		return t, true
+	}
+	s, err := stanza.Unescape(raw)
+	if err != nil {
+		return t, false
+	}
+	j, err := jid.Parse(s)
+	if err != nil {
+		return t, false
+	}
+	t.bare = []byte(j.Bare().String())
+	t.local = []byte(j.Local())
+	t.domain = []byte(j.Domain())
+	t.resource = []byte(j.Resource())
+	return t, true
+}
+
+// Stanza implements c2s.Handler: it applies RFC 6120 §8 and RFC 6121 §8
+// to one stanza from a bound client.
+func (s *Server) Stanza(sess *c2s.Session, st *stanza.Stanza, stamped []byte) {
+	if st.Kind == stanza.IQ && !s.validIQ(sess, st) {
+		return
+	}
+	if st.To == nil {
+		switch st.Kind {
+		case stanza.Presence:
+			s.ownPresence(sess, st, stamped)
+		case stanza.IQ:
+			s.serverIQ(sess, st)
+		case stanza.Message:
+			// RFC 6121 §8.1.1.1: a message with no 'to' is for the
+			// sender's own bare JID.
+			bare := []byte(sess.JID().Bare().String())
+			s.toBare(sess, st, stamped, bare, true)
+		}
+		return
+	}
+	t, ok := resolveTo(st.To)
+	if !ok {
+		s.bounce(sess, st, stanza.JIDMalformed, "the 'to' address is not a valid JID")
+		return
+	}
+	if string(t.domain) != s.cfg.Domain {
+		s.bounce(sess, st, stanza.RemoteServerNotFound, "this server does not federate yet")
+		return
+	}
+	if len(t.local) == 0 {
+		// The server itself (RFC 6120 §10.3).
+		switch st.Kind {
+		case stanza.IQ:
+			s.serverIQ(sess, st)
+		case stanza.Message:
+			s.bounce(sess, st, stanza.ServiceUnavailable, "")
+		}
+		return
+	}
+	sessions := s.router.Sessions(t.bare)
+	if len(sessions) == 0 && !s.userExists(t.local) {
+		// RFC 6121 §8.5.1: no such account.
+		if st.Kind != stanza.Presence {
+			s.bounce(sess, st, stanza.ServiceUnavailable, "")
+		}
+		return
+	}
+	if len(t.resource) > 0 {
+		s.toFull(sess, st, stamped, t, sessions)
+		return
+	}
+	own := bytes.Equal(t.bare, []byte(sess.JID().Bare().String()))
+	s.toBare(sess, st, stamped, t.bare, own)
+}
+
+// toFull delivers to a full JID of a local account (RFC 6121 §8.5.3).
+func (s *Server) toFull(sess *c2s.Session, st *stanza.Stanza, stamped []byte, t target, sessions []router.Session) {
+	for _, r := range sessions {
+		if r.JID().Resource() == string(t.resource) {
+			if st.Kind == stanza.Presence && isDirected(st.Type) {
+				sess.AddDirected(r.JID(), len(st.Type) == 0)
+			}
+			r.Deliver(stamped)
+			return
+		}
+	}
+	// No such resource.
+	switch st.Kind {
+	case stanza.Message:
+		switch string(st.Type) {
+		case "groupchat":
+			s.bounce(sess, st, stanza.ServiceUnavailable, "")
+		case "headline", "error":
+		default:
+			s.toBare(sess, st, stamped, t.bare, false)
+		}
+	case stanza.IQ:
+		s.bounce(sess, st, stanza.ServiceUnavailable, "")
+	}
+}
+
+// toBare delivers to a local account's bare JID (RFC 6121 §8.5.2). own is
+// set when the account is the sender's.
+func (s *Server) toBare(sess *c2s.Session, st *stanza.Stanza, stamped []byte, bare []byte, own bool) {
+	var buf [8]router.Session
+	sessions := s.router.Sessions(bare)
+	switch st.Kind {
+	case stanza.Message:
+		var targets []router.Session
+		switch string(st.Type) {
+		case "error":
+			return
+		case "groupchat":
+			s.bounce(sess, st, stanza.ServiceUnavailable, "")
+			return
+		case "headline":
+			targets = router.NonNegative(buf[:0], sessions)
+		default:
+			targets = router.Best(buf[:0], sessions)
+		}
+		if len(targets) == 0 {
+			if string(st.Type) != "headline" {
+				s.bounce(sess, st, stanza.ServiceUnavailable, "the recipient is offline")
+			}
+			return
+		}
+		for _, r := range targets {
+			r.Deliver(stamped)
+		}
+	case stanza.Presence:
+		if !isDirected(st.Type) {
+			s.subscriptionPresence(sess, st, bare)
+			return
+		}
+		for _, r := range router.AvailableOnly(buf[:0], sessions) {
+			r.Deliver(stamped)
+		}
+		if !own {
+			if j, err := jid.ParseBytes(bare); err == nil {
+				sess.AddDirected(j, len(st.Type) == 0)
+			}
+		}
+	case stanza.IQ:
+		if own {
+			s.serverIQ(sess, st)
+			return
+		}
+		// RFC 6121 §8.5.2.1.2: the server answers for the account.
+		s.bounce(sess, st, stanza.ServiceUnavailable, "")
+	}
+}
+
+// isDirected reports whether a presence type is available or unavailable
+// presence (as opposed to subscription management, probes and errors).
+func isDirected(typ []byte) bool {
+	return len(typ) == 0 || string(typ) == "unavailable"
+}
+
+// validIQ checks the iq rules of RFC 6120 §8.2.3: an id, a known type,
+// and exactly one child for get and set. It answers bad-request otherwise.
+func (s *Server) validIQ(sess *c2s.Session, st *stanza.Stanza) bool {
+	switch string(st.Type) {
+	case "get", "set":
+		if len(st.ID) == 0 || st.Tok.Children != 1 {
+			s.bounce(sess, st, stanza.BadRequest, "an iq of type get or set needs an id and exactly one child element")
+			return false
+		}
+	case "result", "error":
+		if len(st.ID) == 0 {
+			return false
+		}
+	default:
+		s.bounce(sess, st, stanza.BadRequest, "iq type must be get, set, result or error")
+		return false
+	}
+	return true
+}
+
+// bounce answers a stanza with an error (RFC 6120 §8.3), except that an
+// error is never answered with an error, nor an iq result.
+func (s *Server) bounce(sess *c2s.Session, st *stanza.Stanza, cond stanza.Condition, text string) {
+	if string(st.Type) == "error" || (st.Kind == stanza.IQ && string(st.Type) == "result") {
+		return
+	}
+	from := s.cfg.Domain
+	if st.To != nil {
+		if v, err := stanza.Unescape(st.To); err == nil {
+			from = v
+		}
+	}
+	buf := getScratch()
+	*buf = stanza.AppendError((*buf)[:0], st, sess.JID().String(), from, cond, text)
+	sess.Deliver(*buf)
+	putScratch(buf)
+}
+
+func (s *Server) userExists(local []byte) bool {
+	ok, err := s.store.UserExists(string(local))
+	if err != nil {
+		s.log.Error("store: user lookup failed", "err", err)
+		return false
+	}
+	return ok
+}

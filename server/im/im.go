@@ -1,0 +1,59 @@
+// Package im holds the instant-messaging side of the server (RFC 6121):
+// rosters, presence broadcast and probes, and what happens to presence
+// when a session ends. Presence lives in memory only; the store is
+// written when a roster item changes.
+package im
+
+import (
+	"log/slog"
+	"sync"
+
+	"roost/server/jid"
+	"roost/server/router"
+	"roost/server/stanza"
+	"roost/storage"
+)
+
+// Session is what im needs of a bound session beyond routing, whatever
+// its transport.
+type Session interface {
+	router.Session
+	// SetPresence records the session's own presence; it reports whether
+	// this made the session available for the first time.
+	SetPresence(available bool, priority int, raw []byte) (initial bool)
+	// Presence is the session's last available presence, or nil.
+	Presence() []byte
+	// AddDirected records directed presence sent to j.
+	AddDirected(j jid.JID, available bool)
+	// TakeDirected returns and forgets the JIDs given directed presence.
+	TakeDirected() []jid.JID
+	// RequestedRoster marks the session as interested in roster pushes.
+	RequestedRoster()
+	// Interested reports whether the session gets roster pushes.
+	Interested() bool
+}
+
+// Service applies RFC 6121 for one domain.
+type Service struct {
+	Domain      string
+	Store       *storage.Store
+	Router      *router.Router
+	Log         *slog.Logger
+	RosterLimit int
+}
+
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// reply sends the error for st back to sess.
+func (m *Service) reply(sess Session, st *stanza.Stanza, cond stanza.Condition, text string) {
+	from := m.Domain
+	if st.To != nil {
+		if v, err := stanza.Unescape(st.To); err == nil {
+			from = v
+		}
+	}
+	b := scratch.Get().(*[]byte)
+	*b = stanza.AppendError((*b)[:0], st, sess.JID().String(), from, cond, text)
+	sess.Deliver(*b)
+	scratch.Put(b)
+}

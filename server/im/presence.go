@@ -1,0 +1,163 @@
+package im
+
+import (
+	"encoding/xml"
+
+	"roost/server/jid"
+	"roost/server/router"
+	"roost/server/stanza"
+)
+
+// presencePayload is what the server reads of a client's own presence.
+type presencePayload struct {
+	Priority int `xml:"priority"`
+}
+
+// OwnPresence handles presence with no 'to': the session's broadcast
+// presence (RFC 6121 §4.2, §4.4, §4.5). stamped carries the session's
+// full JID as from.
+func (m *Service) OwnPresence(sess Session, st *stanza.Stanza, stamped []byte) {
+	switch string(st.Type) {
+	case "":
+		var p presencePayload
+		if err := xml.Unmarshal(st.Tok.Raw, &p); err != nil {
+			m.reply(sess, st, stanza.BadRequest, "the presence payload could not be read")
+			return
+		}
+		if p.Priority < -128 || p.Priority > 127 {
+			m.reply(sess, st, stanza.BadRequest, "priority must be from -128 to 127")
+			return
+		}
+		initial := sess.SetPresence(true, p.Priority, stamped)
+		m.broadcast(sess, stamped, false)
+		if initial {
+			m.probeContacts(sess)
+		}
+	case "unavailable":
+		sess.SetPresence(false, 0, nil)
+		m.broadcast(sess, stamped, true)
+	default:
+		// Subscription management and probes need a 'to'
+		// (RFC 6121 §3); errors to nobody are dropped.
+		if string(st.Type) != "error" {
+			m.reply(sess, st, stanza.BadRequest, "this presence type needs a 'to' address")
+		}
+	}
+}
+
+// broadcast sends b to the user's own available resources and to every
+// contact subscribed to the user's presence; for unavailable presence also
+// to every JID that got directed presence from this session (RFC 6121 §4.6).
+func (m *Service) broadcast(sess Session, b []byte, unavailable bool) {
+	var buf [8]router.Session
+	me := sess.JID()
+	bare := me.Bare().String()
+	for _, r := range router.AvailableOnly(buf[:0], m.Router.Sessions([]byte(bare))) {
+		if r != router.Session(sess) || !unavailable {
+			r.Deliver(b)
+		}
+	}
+	items, _, err := m.Store.Roster(me.Local())
+	if err != nil {
+		m.Log.Error("im: read roster for broadcast", "user", me.Local(), "err", err)
+	}
+	sent := make(map[string]bool, len(items))
+	for _, it := range items {
+		if it.Subscription != "from" && it.Subscription != "both" {
+			continue
+		}
+		sent[it.JID] = true
+		m.toContact(it.JID, b)
+	}
+	if unavailable {
+		for _, j := range sess.TakeDirected() {
+			if !sent[j.Bare().String()] {
+				m.deliverTo(j, b)
+			}
+		}
+	}
+}
+
+// toContact delivers b to every available session of a local contact.
+func (m *Service) toContact(bareJID string, b []byte) {
+	var buf [8]router.Session
+	for _, r := range router.AvailableOnly(buf[:0], m.Router.Sessions([]byte(bareJID))) {
+		r.Deliver(b)
+	}
+}
+
+// deliverTo delivers b to a full JID's session, or to every available
+// session of a bare JID.
+func (m *Service) deliverTo(j jid.JID, b []byte) {
+	if j.Resource() == "" {
+		m.toContact(j.String(), b)
+		return
+	}
+	if r := m.Router.Session([]byte(j.Bare().String()), []byte(j.Resource())); r != nil {
+		r.Deliver(b)
+	}
+}
+
+// probeContacts answers the probes the server sends on a user's behalf
+// at initial presence (RFC 6121 §4.3): the last presence of every
+// available resource of each contact the user is subscribed to, and of
+// the user's own other resources.
+func (m *Service) probeContacts(sess Session) {
+	me := sess.JID()
+	for _, r := range m.Router.Sessions([]byte(me.Bare().String())) {
+		if r == router.Session(sess) {
+			continue
+		}
+		if o, ok := r.(Session); ok && o.Available() {
+			if p := o.Presence(); p != nil {
+				sess.Deliver(p)
+			}
+		}
+	}
+	items, _, err := m.Store.Roster(me.Local())
+	if err != nil {
+		m.Log.Error("im: read roster for probes", "user", me.Local(), "err", err)
+		return
+	}
+	for _, it := range items {
+		if it.Subscription != "to" && it.Subscription != "both" {
+			continue
+		}
+		for _, r := range m.Router.Sessions([]byte(it.JID)) {
+			if o, ok := r.(Session); ok && o.Available() {
+				if p := o.Presence(); p != nil {
+					sess.Deliver(p)
+				}
+			}
+		}
+	}
+}
+
+// Closed sends unavailable presence for a session that ended while
+// available, whatever the reason (RFC 6121 §4.5.2).
+func (m *Service) Closed(sess Session) {
+	if !sess.Available() {
+		return
+	}
+	sess.SetPresence(false, 0, nil)
+	b := append([]byte(nil), "<presence type='unavailable' from='"...)
+	b = stanza.AppendEscaped(b, sess.JID().String())
+	b = append(b, "'/>"...)
+	m.broadcast(sess, b, true)
+}
+
+// Subscription handles subscription management presence addressed to a
+// local bare JID. The full state machine of RFC 6121 §3 is not there yet:
+// the request is passed to the contact's available resources, stamped
+// with the sender's bare JID as §3.1.2 requires.
+func (m *Service) Subscription(sess Session, st *stanza.Stanza, to []byte) {
+	switch string(st.Type) {
+	case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
+	default:
+		return
+	}
+	b := scratch.Get().(*[]byte)
+	*b = stanza.AppendForward((*b)[:0], st, sess.JID().Bare().String(), "")
+	m.toContact(string(to), *b)
+	scratch.Put(b)
+}

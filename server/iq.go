@@ -1,0 +1,160 @@
+package server
+
+import (
+	"encoding/xml"
+	"runtime"
+
+	"roost/server/c2s"
+	"roost/server/im"
+	"roost/server/stanza"
+)
+
+// Namespaces the server answers iqs for (each a feature in disco#info).
+const (
+	nsDiscoInfo  = "http://jabber.org/protocol/disco#info"
+	nsDiscoItems = "http://jabber.org/protocol/disco#items"
+	nsPing       = "urn:xmpp:ping"
+	nsVersion    = "jabber:iq:version"
+	nsSession    = "urn:ietf:params:xml:ns:xmpp-session"
+)
+
+// iqHandler answers one iq get or set addressed to the server (or, for
+// the account's own namespaces, to the user's own bare JID).
+type iqHandler func(s *Server, sess *c2s.Session, st *stanza.Stanza)
+
+// iqHandlers is the feature list: every namespace the server answers,
+// keyed by the namespace of the iq's child element. Anything else gets
+// service-unavailable (RFC 6120 §8.4). disco#info advertises exactly
+// these.
+var iqHandlers = map[string]iqHandler{
+	nsDiscoInfo:  (*Server).discoInfo,
+	nsDiscoItems: (*Server).discoItems,
+	nsPing:       (*Server).ping,
+	nsVersion:    (*Server).version,
+	nsSession:    (*Server).session,
+	im.NSRoster:  (*Server).roster,
+}
+
+// discoFeatures is what disco#info lists, in a fixed order.
+var discoFeatures = []string{nsDiscoInfo, nsDiscoItems, nsPing, nsVersion, im.NSRoster}
+
+// serverIQ dispatches an iq for the server itself.
+func (s *Server) serverIQ(sess *c2s.Session, st *stanza.Stanza) {
+	if t := string(st.Type); t == "result" || t == "error" {
+		return // answers to server-sent iqs (roster pushes): nothing to do
+	}
+	h := iqHandlers[string(st.Tok.ChildSpace)]
+	if h == nil {
+		s.bounce(sess, st, stanza.ServiceUnavailable, "")
+		return
+	}
+	h(s, sess, st)
+}
+
+// result answers st with an iq result carrying payload (nil for none).
+func (s *Server) result(sess *c2s.Session, st *stanza.Stanza, payload []byte) {
+	from := s.cfg.Domain
+	if st.To != nil {
+		if v, err := stanza.Unescape(st.To); err == nil {
+			from = v
+		}
+	}
+	buf := getScratch()
+	*buf = stanza.AppendIQResult((*buf)[:0], st.ID, sess.JID().String(), from, payload)
+	sess.Deliver(*buf)
+	putScratch(buf)
+}
+
+type discoQuery struct {
+	Node string `xml:"node,attr"`
+}
+
+func (s *Server) discoQuery(sess *c2s.Session, st *stanza.Stanza) (node string, ok bool) {
+	if string(st.Type) != "get" {
+		s.bounce(sess, st, stanza.BadRequest, "disco queries are type='get'")
+		return "", false
+	}
+	var q struct {
+		Query discoQuery `xml:"query"`
+	}
+	if err := xml.Unmarshal(st.Tok.Raw, &q); err != nil {
+		s.bounce(sess, st, stanza.BadRequest, "")
+		return "", false
+	}
+	return q.Query.Node, true
+}
+
+// discoInfo answers XEP-0030 disco#info for the server: its identity and
+// the namespaces in iqHandlers.
+func (s *Server) discoInfo(sess *c2s.Session, st *stanza.Stanza) {
+	node, ok := s.discoQuery(sess, st)
+	if !ok {
+		return
+	}
+	if node != "" {
+		s.bounce(sess, st, stanza.ItemNotFound, "no such node")
+		return
+	}
+	b := append([]byte(nil), "<query xmlns='http://jabber.org/protocol/disco#info'><identity category='server' type='im' name='Roost'/>"...)
+	for _, f := range discoFeatures {
+		b = append(b, "<feature var='"...)
+		b = append(b, f...)
+		b = append(b, "'/>"...)
+	}
+	b = append(b, "</query>"...)
+	s.result(sess, st, b)
+}
+
+// discoItems answers XEP-0030 disco#items: the server has no items yet.
+func (s *Server) discoItems(sess *c2s.Session, st *stanza.Stanza) {
+	node, ok := s.discoQuery(sess, st)
+	if !ok {
+		return
+	}
+	if node != "" {
+		s.bounce(sess, st, stanza.ItemNotFound, "no such node")
+		return
+	}
+	s.result(sess, st, []byte("<query xmlns='http://jabber.org/protocol/disco#items'/>"))
+}
+
+// ping answers XEP-0199.
+func (s *Server) ping(sess *c2s.Session, st *stanza.Stanza) {
+	if string(st.Type) != "get" {
+		s.bounce(sess, st, stanza.BadRequest, "")
+		return
+	}
+	s.result(sess, st, nil)
+}
+
+// version answers XEP-0092 with the software name and version; the
+// operating system is left out (XEP-0092 §5: it helps attackers).
+func (s *Server) version(sess *c2s.Session, st *stanza.Stanza) {
+	if string(st.Type) != "get" {
+		s.bounce(sess, st, stanza.BadRequest, "")
+		return
+	}
+	b := append([]byte(nil), "<query xmlns='jabber:iq:version'><name>Roost</name><version>"...)
+	b = stanza.AppendEscaped(b, Version+" ("+runtime.Version()+")")
+	b = append(b, "</version></query>"...)
+	s.result(sess, st, b)
+}
+
+// session answers the RFC 3921 session establishment iq that old clients
+// still send; RFC 6121 made it a no-op.
+func (s *Server) session(sess *c2s.Session, st *stanza.Stanza) {
+	s.result(sess, st, nil)
+}
+
+// roster passes roster queries on the user's own account to im; a roster
+// query to anyone else's JID is forbidden (RFC 6121 §2.1.5).
+func (s *Server) roster(sess *c2s.Session, st *stanza.Stanza) {
+	if st.To != nil {
+		t, ok := resolveTo(st.To)
+		if !ok || string(t.bare) != sess.JID().Bare().String() {
+			s.bounce(sess, st, stanza.Forbidden, "only your own roster can be read or changed")
+			return
+		}
+	}
+	s.im.RosterIQ(sess, st)
+}

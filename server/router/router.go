@@ -1,0 +1,219 @@
+// Package router holds Roost's routing table: which sessions are bound
+// for each bare JID, and the choice of targets RFC 6121 §8 makes for a
+// stanza addressed to a bare or full JID.
+//
+// The table is read on every routed stanza and written only when a
+// resource binds or unbinds, so it is sharded by bare JID with a
+// read-mostly lock per shard and an immutable session list per user:
+// routing takes one shard's read lock for a map lookup and never a global
+// lock.
+package router
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+
+	"roost/server/jid"
+)
+
+// Session is what the router knows of a bound resource, whatever its
+// transport (TCP client stream, DTLS device, uplink link).
+type Session interface {
+	// JID is the session's full JID, fixed once bound.
+	JID() jid.JID
+	// Available reports whether the session has sent available presence
+	// and so takes part in bare-JID delivery (RFC 6121 §8.5.2).
+	Available() bool
+	// Priority is the priority of the session's last available presence.
+	Priority() int
+	// Deliver queues raw stanza bytes for the session's peer. It copies b
+	// and never blocks; false means the session is closing.
+	Deliver(b []byte) bool
+}
+
+const shardCount = 64
+
+// Router is the routing table. The zero value is not usable; use New.
+type Router struct {
+	seed   maphash.Seed
+	shards [shardCount]shard
+	count  atomic.Int64
+}
+
+type shard struct {
+	mu    sync.RWMutex
+	users map[string]*entry
+}
+
+// entry holds one bare JID's sessions as an immutable slice, replaced
+// whole on bind and unbind, so readers can range over it without a lock.
+type entry struct {
+	sessions atomic.Pointer[[]Session]
+}
+
+// New returns an empty routing table.
+func New() *Router {
+	r := &Router{seed: maphash.MakeSeed()}
+	for i := range r.shards {
+		r.shards[i].users = make(map[string]*entry)
+	}
+	return r
+}
+
+func (r *Router) shardFor(bare []byte) *shard {
+	return &r.shards[maphash.Bytes(r.seed, bare)%shardCount]
+}
+
+// Bind adds s to the table. When a session with the same full JID is
+// already bound it is removed and returned, so the caller can close it
+// with a <conflict/> stream error (RFC 6120 §7.7.2.2).
+func (r *Router) Bind(s Session) (replaced Session) {
+	j := s.JID()
+	bare := j.Bare().String()
+	sh := r.shardFor([]byte(bare))
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.users[bare]
+	if e == nil {
+		e = &entry{}
+		sh.users[bare] = e
+	}
+	var old []Session
+	if p := e.sessions.Load(); p != nil {
+		old = *p
+	}
+	next := make([]Session, 0, len(old)+1)
+	for _, o := range old {
+		if o.JID().Equal(j) {
+			replaced = o
+			continue
+		}
+		next = append(next, o)
+	}
+	next = append(next, s)
+	e.sessions.Store(&next)
+	if replaced == nil {
+		r.count.Add(1)
+	}
+	return replaced
+}
+
+// Unbind removes s from the table; it does nothing when s is not bound
+// (for instance because a newer session with its JID replaced it).
+func (r *Router) Unbind(s Session) {
+	bare := s.JID().Bare().String()
+	sh := r.shardFor([]byte(bare))
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.users[bare]
+	if e == nil {
+		return
+	}
+	old := *e.sessions.Load()
+	next := make([]Session, 0, len(old))
+	for _, o := range old {
+		if o != s {
+			next = append(next, o)
+		}
+	}
+	if len(next) == len(old) {
+		return
+	}
+	r.count.Add(-1)
+	if len(next) == 0 {
+		delete(sh.users, bare)
+		return
+	}
+	e.sessions.Store(&next)
+}
+
+// Sessions returns the sessions bound to the bare JID given as canonical
+// bytes. The slice is shared and must not be modified. It allocates nothing.
+func (r *Router) Sessions(bare []byte) []Session {
+	sh := r.shardFor(bare)
+	sh.mu.RLock()
+	e := sh.users[string(bare)]
+	sh.mu.RUnlock()
+	if e == nil {
+		return nil
+	}
+	if p := e.sessions.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Session returns the session bound to the full JID given as canonical
+// bytes (bare part and resource), or nil.
+func (r *Router) Session(bare []byte, resource []byte) Session {
+	for _, s := range r.Sessions(bare) {
+		if s.JID().Resource() == string(resource) {
+			return s
+		}
+	}
+	return nil
+}
+
+// Count is the number of bound sessions.
+func (r *Router) Count() int { return int(r.count.Load()) }
+
+// Each calls fn for every bound session, shard by shard; used at shutdown.
+func (r *Router) Each(fn func(Session)) {
+	for i := range r.shards {
+		sh := &r.shards[i]
+		sh.mu.RLock()
+		var all []Session
+		for _, e := range sh.users {
+			all = append(all, *e.sessions.Load()...)
+		}
+		sh.mu.RUnlock()
+		for _, s := range all {
+			fn(s)
+		}
+	}
+}
+
+// Best appends to dst the available sessions of a user that a message to
+// the bare JID goes to (RFC 6121 §8.5.2.1.1): those with the highest
+// non-negative priority. It returns dst unchanged when no session
+// qualifies, and allocates nothing when dst has room.
+func Best(dst []Session, sessions []Session) []Session {
+	top := -1
+	for _, s := range sessions {
+		if s.Available() && s.Priority() > top {
+			top = s.Priority()
+		}
+	}
+	if top < 0 {
+		return dst
+	}
+	for _, s := range sessions {
+		if s.Available() && s.Priority() == top {
+			dst = append(dst, s)
+		}
+	}
+	return dst
+}
+
+// NonNegative appends to dst every available session with a non-negative
+// priority: the targets of a headline to a bare JID (RFC 6121 §8.5.2.1.1).
+func NonNegative(dst []Session, sessions []Session) []Session {
+	for _, s := range sessions {
+		if s.Available() && s.Priority() >= 0 {
+			dst = append(dst, s)
+		}
+	}
+	return dst
+}
+
+// AvailableOnly appends to dst every available session whatever its
+// priority: the targets of presence to a bare JID (RFC 6121 §8.5.2.1.3).
+func AvailableOnly(dst []Session, sessions []Session) []Session {
+	for _, s := range sessions {
+		if s.Available() {
+			dst = append(dst, s)
+		}
+	}
+	return dst
+}

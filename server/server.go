@@ -1,0 +1,317 @@
+// Package server is the Roost XMPP server: it owns the listeners, the
+// routing table and the store, and wires client streams (c2s) to the
+// stanza handlers (im, iq). Start-up runs in a fixed order (store,
+// certificates, router, listeners, control channel) and shutdown reverses
+// it, so nothing is written to a closed store.
+package server
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/xdg-go/scram"
+
+	"roost/server/c2s"
+	"roost/server/im"
+	"roost/server/router"
+	"roost/server/stanza"
+	"roost/server/xmlscan"
+	"roost/storage"
+	"roost/tls/certs"
+)
+
+// Version is the server's version, stamped at build time by build.sh
+// (-ldflags "-X roost/server.Version=...").
+var Version = "dev"
+
+// Server is one running Roost instance.
+type Server struct {
+	cfg    *Config
+	log    *slog.Logger
+	store  *storage.Store
+	router *router.Router
+	im     *im.Service
+	env    *c2s.Env
+
+	certPath  string
+	listeners []net.Listener
+	control   net.Listener
+	wg        sync.WaitGroup
+
+	mu      sync.Mutex
+	perIP   map[string]int
+	closing bool
+	conns   map[net.Conn]struct{}
+}
+
+// New returns a server for cfg; nothing runs until Start.
+func New(cfg *Config, log *slog.Logger) *Server {
+	return &Server{cfg: cfg, log: log, perIP: make(map[string]int), conns: make(map[net.Conn]struct{})}
+}
+
+// StorePath is the bbolt file of a configuration.
+func StorePath(cfg *Config) string { return filepath.Join(cfg.DataDir, "roost.db") }
+
+// ControlPath is the control socket of a configuration.
+func ControlPath(cfg *Config) string { return filepath.Join(cfg.DataDir, "roost.sock") }
+
+// Start opens the store, loads or makes the certificate and starts the
+// listeners and the control channel. On error everything it started is
+// stopped again.
+func (s *Server) Start() (err error) {
+	cfg := s.cfg
+	defer func() {
+		if err != nil {
+			s.Shutdown(context.Background())
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data_dir %s: %w", cfg.DataDir, err)
+	}
+	s.store, err = storage.Open(StorePath(cfg), storage.Options{ScramIterations: cfg.ScramIterations})
+	if err != nil {
+		return err
+	}
+	cert, certPath, generated, err := certs.LoadOrGenerate(cfg.DataDir, cfg.Domain, cfg.TLS.Cert, cfg.TLS.Key)
+	if err != nil {
+		return fmt.Errorf("certificate: %w", err)
+	}
+	s.certPath = certPath
+	if generated {
+		s.log.Info("generated a self-signed certificate", "domain", cfg.Domain, "file", certPath)
+	}
+	tlsCfg := certs.ServerConfig(cert)
+	s.router = router.New()
+	s.im = &im.Service{Domain: cfg.Domain, Store: s.store, Router: s.router, Log: s.log, RosterLimit: cfg.Limits.RosterItems}
+	s.env = &c2s.Env{
+		Domain:      cfg.Domain,
+		TLS:         tlsCfg,
+		TLSRequired: cfg.TLS.Required,
+		Limits: xmlscan.Limits{
+			MaxElementBytes: cfg.Limits.StanzaBytes,
+			MaxDepth:        cfg.Limits.MaxDepth,
+		},
+		AuthTimeout:     cfg.Limits.AuthTimeout.D(),
+		WriteTimeout:    cfg.Limits.WriteTimeout.D(),
+		QueueBytes:      cfg.Limits.OutboundQueueBytes,
+		SessionsPerUser: cfg.Limits.SessionsPerUser,
+		Auth:            authenticator{s.store},
+		Router:          s.router,
+		Handler:         s,
+		Limiter:         c2s.NewAuthLimiter(cfg.Limits.AuthFailuresPerMinute),
+		Log:             s.log,
+	}
+	for _, l := range []struct {
+		addr   string
+		direct bool
+	}{{cfg.Listen.C2S, false}, {cfg.Listen.C2STLS, true}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", l.addr, err)
+		}
+		s.listeners = append(s.listeners, ln)
+		s.log.Info("listening", "addr", ln.Addr().String(), "direct_tls", l.direct)
+		s.wg.Add(1)
+		go s.accept(ln, l.direct)
+	}
+	if err := s.startControl(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Addrs returns the listeners' addresses: c2s first, then direct TLS
+// (useful when the config asked for port 0).
+func (s *Server) Addrs() []net.Addr {
+	out := make([]net.Addr, 0, len(s.listeners))
+	for _, l := range s.listeners {
+		out = append(out, l.Addr())
+	}
+	return out
+}
+
+// CertPath is the PEM file of the certificate the server presents.
+func (s *Server) CertPath() string { return s.certPath }
+
+// Store is the server's open store.
+func (s *Server) Store() *storage.Store { return s.store }
+
+func (s *Server) accept(ln net.Listener, direct bool) {
+	defer s.wg.Done()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("accept failed", "err", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		ip := hostOnly(nc.RemoteAddr())
+		if !s.track(nc, ip) {
+			s.log.Warn("refusing connection: too many from this address", "remote", ip)
+			nc.Write(stanza.AppendStreamError([]byte("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"), stanza.StreamPolicyViolation, "too many connections from your address"))
+			nc.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(nc, ip)
+			c2s.Serve(s.env, nc, direct)
+		}()
+	}
+}
+
+func hostOnly(a net.Addr) string {
+	h, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return h
+}
+
+// track admits a connection unless its address is over
+// limits.connections_per_ip or the server is shutting down.
+func (s *Server) track(nc net.Conn, ip string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing || s.perIP[ip] >= s.cfg.Limits.ConnectionsPerIP {
+		return false
+	}
+	s.perIP[ip]++
+	s.conns[nc] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(nc net.Conn, ip string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, nc)
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+}
+
+// Shutdown stops accepting, ends every stream with <system-shutdown/>,
+// waits for connections to finish (or ctx to expire) and closes the store.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	if s.control != nil {
+		s.control.Close()
+	}
+	if s.router != nil {
+		s.router.Each(func(r router.Session) {
+			if cs, ok := r.(*c2s.Session); ok {
+				cs.Close(stanza.StreamSystemShutdown, "the server is shutting down")
+			}
+		})
+	}
+	// Unbound connections (still negotiating) are simply closed after
+	// the bound ones had a moment to flush their stream errors.
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(500 * time.Millisecond):
+		s.mu.Lock()
+		for nc := range s.conns {
+			nc.Close()
+		}
+		s.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.log.Warn("shutdown: connections still open", "err", ctx.Err())
+		}
+	}
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			return fmt.Errorf("close store: %w", err)
+		}
+		s.store = nil
+	}
+	return nil
+}
+
+// Closed implements c2s.Handler: presence goes unavailable for a session
+// that ends for any reason.
+func (s *Server) Closed(sess *c2s.Session) { s.im.Closed(sess) }
+
+func (s *Server) ownPresence(sess *c2s.Session, st *stanza.Stanza, stamped []byte) {
+	s.im.OwnPresence(sess, st, stamped)
+}
+
+func (s *Server) subscriptionPresence(sess *c2s.Session, st *stanza.Stanza, to []byte) {
+	s.im.Subscription(sess, st, to)
+}
+
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func getScratch() *[]byte  { return scratchPool.Get().(*[]byte) }
+func putScratch(b *[]byte) { scratchPool.Put(b) }
+
+// authenticator adapts the store to c2s.Authenticator.
+type authenticator struct{ store *storage.Store }
+
+func (a authenticator) SCRAMCredentials(local, hash string) (scram.StoredCredentials, bool, error) {
+	h := storage.SHA256
+	if hash == "SHA-1" {
+		h = storage.SHA1
+	}
+	cred, err := a.store.Credentials(local, h)
+	if err == nil {
+		return cred, true, nil
+	}
+	if !errors.Is(err, storage.ErrNotFound) {
+		return scram.StoredCredentials{}, false, err
+	}
+	// An unknown account gets credentials that look real: a salt derived
+	// from the server secret (stable per name, as a real one would be)
+	// and random keys, so the exchange fails at the proof.
+	mac := hmac.New(sha256.New, a.store.Secret())
+	mac.Write([]byte(hash + "\x00" + local))
+	salt := mac.Sum(nil)[:16]
+	stored, server := make([]byte, 32), make([]byte, 32)
+	rand.Read(stored)
+	rand.Read(server)
+	if hash == "SHA-1" {
+		stored, server = stored[:20], server[:20]
+	}
+	return scram.StoredCredentials{
+		KeyFactors: scram.KeyFactors{Salt: string(salt), Iters: a.store.Iterations()},
+		StoredKey:  stored,
+		ServerKey:  server,
+	}, false, nil
+}
+
+func (a authenticator) CheckPassword(local, password string) (bool, error) {
+	return a.store.CheckPassword(local, password)
+}
+
+// compile-time checks
+var (
+	_ c2s.Handler = (*Server)(nil)
+	_ im.Session  = (*c2s.Session)(nil)
+	_ *tls.Config = (*tls.Config)(nil)
+)

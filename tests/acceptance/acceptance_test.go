@@ -1,0 +1,198 @@
+// Package acceptance runs Roost the way the README tells a new user to,
+// and drives it with real clients from Debian's packages.
+package acceptance
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const python = "/usr/bin/python3"
+
+// needSlixmpp skips (or, under ./build.sh test, fails) when Debian's
+// python3-slixmpp is missing.
+func needSlixmpp(t *testing.T) {
+	t.Helper()
+	if err := exec.Command(python, "-c", "import slixmpp").Run(); err != nil {
+		if os.Getenv("ROOST_ACCEPTANCE") == "require" {
+			t.Fatalf("python3-slixmpp is not importable by %s: %v (./build.sh test installs it)", python, err)
+		}
+		t.Skipf("python3-slixmpp not installed (%v); ./build.sh test installs it", err)
+	}
+}
+
+// buildRoost compiles the binary once per test run.
+func buildRoost(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "roost")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = "../.."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func portFree(addr string) bool {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// roost runs one CLI command in dir and returns its combined output.
+func roost(t *testing.T, bin, dir, stdin string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// process is a running roost server.
+type process struct {
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan struct{}
+	err  error // valid once done is closed
+}
+
+func startRoost(t *testing.T, bin, dir string, args ...string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(bin, args...), logs: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Dir = dir
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+func (p *process) waitListening(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("roost exited (%v) before listening on %s; its log:\n%s", p.err, addr, p.logs)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("roost did not listen on %s; its log:\n%s", addr, p.logs)
+}
+
+// syncBuffer is a bytes.Buffer safe for the process's writes and the
+// test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestSeedExample is issue 3's acceptance: the README's run command with
+// the embedded config, two users added from the CLI (one while the server
+// is stopped, one through the control socket while it runs), and the
+// slixmpp tutorial example between them over STARTTLS with the generated
+// certificate.
+func TestSeedExample(t *testing.T) {
+	needSlixmpp(t)
+	bin := buildRoost(t)
+	dir := t.TempDir()
+
+	// The README's command uses the embedded defaults (port 5222). When
+	// that port is taken on this machine, overlay a config with free
+	// ports, which exercises -config on the way.
+	args := []string{"run"}
+	var cfgArgs []string
+	port := 5222
+	if !portFree(":5222") || !portFree(":5223") {
+		port = freePort(t)
+		cfg := fmt.Sprintf(`{"listen": {"c2s": "127.0.0.1:%d", "c2s_tls": "127.0.0.1:%d"}}`, port, freePort(t))
+		if err := os.WriteFile(filepath.Join(dir, "test.json"), []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfgArgs = []string{"-config", "test.json"}
+		t.Logf("port 5222 is busy here; using %d through -config", port)
+	}
+
+	out, err := roost(t, bin, dir, "alice-secret\n", append(append([]string{"user", "add"}, cfgArgs...), "alice@localhost")...)
+	if err != nil || !strings.Contains(out, "added alice@localhost") || !strings.Contains(out, "store ") {
+		t.Fatalf("user add (server stopped): %v\n%s", err, out)
+	}
+
+	proc := startRoost(t, bin, dir, append(args, cfgArgs...)...)
+	logs := proc.logs
+	proc.waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+
+	out, err = roost(t, bin, dir, "bob-secret\n", append(append([]string{"user", "add"}, cfgArgs...), "bob@localhost")...)
+	if err != nil || !strings.Contains(out, "added bob@localhost") || !strings.Contains(out, "running server") {
+		t.Fatalf("user add (server running): %v\n%s", err, out)
+	}
+
+	cert := filepath.Join(dir, "roost-data", "roost-cert.pem")
+	cmd := exec.Command(python, "seed_example.py", "127.0.0.1", fmt.Sprint(port), "localhost",
+		"alice", "alice-secret", "bob", "bob-secret", "--cafile", cert, "--timeout", "30")
+	res, err := cmd.CombinedOutput()
+	t.Logf("seed_example.py:\n%s", res)
+	if err != nil || !strings.Contains(string(res), "PASS") {
+		t.Fatalf("the slixmpp example failed: %v\nserver log:\n%s", err, logs.String())
+	}
+	if !strings.Contains(string(res), "starttls=True") {
+		t.Errorf("expected the clients to use STARTTLS")
+	}
+
+	proc.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-proc.done:
+		if proc.err != nil {
+			t.Fatalf("roost exited with %v after SIGTERM; log:\n%s", proc.err, logs.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("roost did not stop within 15s of SIGTERM; log:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "stopped") {
+		t.Errorf("no clean stop in the log:\n%s", logs.String())
+	}
+}
