@@ -183,15 +183,15 @@ func TestRosterSetPushRemove(t *testing.T) {
 		}
 	}
 	a1.send("<iq type='set' id='s1'><query xmlns='jabber:iq:roster'><item jid='Bob@LocalHost' name='Bob'><group>Friends</group></item></query></iq>")
+	res := a1.expect("set result", func(e *element) bool { return e.attr("id") == "s1" })
+	if res.attr("type") != "result" {
+		t.Fatalf("set: %s", res)
+	}
 	for _, c := range []*rawClient{a1, a2} {
 		push := c.expect("roster push", func(e *element) bool { return e.attr("type") == "set" })
 		if !strings.Contains(push.Inner, "jid='bob@localhost'") || !strings.Contains(push.Inner, "name='Bob'") || !strings.Contains(push.Inner, "Friends") {
 			t.Errorf("push: %s", push)
 		}
-	}
-	res := a1.expect("set result", func(e *element) bool { return e.attr("id") == "s1" })
-	if res.attr("type") != "result" {
-		t.Fatalf("set: %s", res)
 	}
 	// Stored: a fresh get shows it.
 	a2.send("<iq type='get' id='r2'><query xmlns='jabber:iq:roster'/></iq>")

@@ -250,7 +250,7 @@ func (c *Conn) readHeader() error {
 	if string(tok.Space) != NSStream {
 		return fail(stanza.StreamInvalidNamespace, "the stream namespace must be %s", NSStream)
 	}
-	if string(tok.Local) != "stream" {
+	if string(tok.Local) != "stream" || tok.SelfClosing {
 		return fail(stanza.StreamBadFormat, "the stream element must be <stream:stream>")
 	}
 	if len(tok.Prefix) == 0 {

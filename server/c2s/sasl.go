@@ -19,9 +19,11 @@ const maxAuthFailures = 5
 
 // saslState is a SASL exchange in progress on one stream.
 type saslState struct {
-	mech string
-	conv *scram.ServerConversation
-	user string // prepared localpart, once known
+	mech  string
+	conv  *scram.ServerConversation
+	user  string // prepared localpart, once known
+	first string // the client-first message, kept for the replay below
+	nonce string // the server nonce part, fixed so a replay gives the same challenge
 }
 
 // sasl handles one element in the SASL namespace (RFC 6120 §6.4). It
@@ -166,6 +168,9 @@ func (c *Conn) newSCRAM(mech string) *scram.ServerConversation {
 	if mech == "SCRAM-SHA-256" {
 		hash, gen = "SHA-256", scram.SHA256
 	}
+	if c.saslState.nonce == "" {
+		c.saslState.nonce = newID() + newID()
+	}
 	lookup := func(user string) (scram.StoredCredentials, error) {
 		local, err := jid.PrepareLocal(user)
 		if err != nil {
@@ -179,17 +184,38 @@ func (c *Conn) newSCRAM(mech string) *scram.ServerConversation {
 	if err != nil {
 		return nil
 	}
-	return srv.NewConversation()
+	nonce := c.saslState.nonce
+	return srv.WithNonceGenerator(func() string { return nonce }).NewConversation()
 }
 
+// scramStep feeds one client message to the SCRAM conversation.
+//
+// Interop note: github.com/xmppo/go-xmpp (and so go-sendxmpp) sends the
+// gs2 flag "y" in its first message but "c=biws" (the encoding of "n,,")
+// in its final one when the server offers no channel binding. Prosody
+// accepts that; so do we, by replaying the first message with flag "n" in
+// a conversation with the same server nonce (hence the same challenge),
+// so the proof is still checked over exactly what the client signed. We
+// never offer -PLUS mechanisms, so "y" and "n" mean the same here.
 func (c *Conn) scramStep(data []byte) (bool, error) {
 	conv := c.saslState.conv
 	if conv == nil {
 		return false, c.saslFailure("temporary-auth-failure", false)
 	}
-	first := c.saslState.user == ""
-	out, err := conv.Step(string(data))
+	first := c.saslState.first == ""
+	msg := string(data)
+	if first {
+		c.saslState.first = msg
+	} else if strings.HasPrefix(c.saslState.first, "y,") && strings.HasPrefix(msg, "c=biws,") {
+		conv = c.newSCRAM(c.saslState.mech)
+		if _, err := conv.Step("n" + c.saslState.first[1:]); err != nil {
+			return false, c.saslFailure("not-authorized", true)
+		}
+		c.saslState.conv = conv
+	}
+	out, err := conv.Step(msg)
 	if err != nil {
+		c.log.Debug("c2s: SCRAM step failed", "err", err)
 		if first && c.saslState.user == "" {
 			return false, c.saslFailure("malformed-request", true)
 		}
