@@ -29,7 +29,7 @@ type testServer struct {
 }
 
 // startServer runs a server with the embedded defaults changed by mod.
-func startServer(t *testing.T, mod func(*server.Config)) *testServer {
+func startServer(t testing.TB, mod func(*server.Config)) *testServer {
 	t.Helper()
 	defaults, err := os.ReadFile("../config.json")
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 
 	"roost/server/c2s"
 	"roost/server/im"
+	"roost/server/jid"
 	"roost/server/router"
 	"roost/server/stanza"
 	"roost/server/xmlscan"
@@ -315,3 +316,24 @@ var (
 	_ im.Session  = (*c2s.Session)(nil)
 	_ *tls.Config = (*tls.Config)(nil)
 )
+
+// BindLocal binds a session for full that is not negotiated over a client
+// stream (an in-process transport, or a benchmark) and writes to nc. The
+// session leaves the routing table when Unbind is called.
+func (s *Server) BindLocal(full jid.JID, nc net.Conn) *c2s.Session {
+	sess := c2s.NewLocalSession(s.env, full, nc)
+	if old := s.router.Bind(sess); old != nil {
+		if o, ok := old.(*c2s.Session); ok {
+			o.Close(stanza.StreamConflict, "replaced by a new session for the same resource")
+		}
+	}
+	return sess
+}
+
+// Unbind takes a session out of the routing table and announces its
+// departure as for a closed stream.
+func (s *Server) Unbind(sess *c2s.Session) {
+	s.router.Unbind(sess)
+	s.Closed(sess)
+	sess.Close("", "")
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"time"
 
@@ -49,11 +50,7 @@ func (c *Conn) bindIQ(tok *xmlscan.Token) (*Session, error) {
 	if n := len(c.env.Router.Sessions(bare)); n >= c.env.SessionsPerUser && c.env.Router.Session(bare, []byte(full.Resource())) == nil {
 		return nil, c.write(stanza.AppendError(nil, &st, "", c.env.Domain, stanza.ResourceConstraint, "this account has reached its limit of simultaneous sessions"))
 	}
-	s := &Session{env: c.env, jid: full, full: full.String(), lang: c.lang, remote: c.nc.RemoteAddr()}
-	s.q = newOutQueue(c.nc, c.env.QueueBytes, c.env.WriteTimeout, func() {
-		c.log.Warn("c2s: dropping slow reader", "jid", s.full)
-		s.Close(stanza.StreamPolicyViolation, queueOverflowText)
-	})
+	s := newSession(c.env, full, c.lang, c.nc)
 	result := append([]byte(nil), "<iq type='result' id='"...)
 	result = stanza.AppendEscaped(result, req.ID)
 	result = append(result, "'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>"...)
@@ -66,6 +63,7 @@ func (c *Conn) bindIQ(tok *xmlscan.Token) (*Session, error) {
 		}
 	}
 	c.log = c.log.With("jid", s.full)
+	s.log = c.log
 	c.log.Debug("c2s: bound")
 	return s, nil
 }
@@ -89,8 +87,10 @@ func (c *Conn) runBound(s *Session) {
 		c.nc.Close()
 		c.scan.Release()
 	}()
+	tok := &s.tok // reused, like s.st: it would escape otherwise
 	for {
-		tok, err := c.scan.Next()
+		var err error
+		*tok, err = c.scan.Next()
 		if err != nil {
 			c.endBound(s, err)
 			break
@@ -99,17 +99,34 @@ func (c *Conn) runBound(s *Session) {
 			s.Close("", "")
 			break
 		}
-		st, ok := stanza.Parse(&tok, NSClient)
-		if !ok {
-			s.Close(stanza.StreamUnsupportedStanzaType, "<"+string(tok.Local)+"/> is not a stanza this server understands")
+		if !s.Receive(tok) {
 			break
 		}
-		buf := getBuf()
-		stamped := stanza.AppendForward((*buf)[:0], &st, s.full, s.lang)
-		env.Handler.Stanza(s, &st, stamped)
-		*buf = stamped
-		putBuf(buf)
 	}
+}
+
+// Receive handles one top-level element read from the session's stream:
+// a stanza gets its from stamped (by splicing bytes, not re-serialising)
+// and goes to the handler; anything else ends the stream with
+// <unsupported-stanza-type/>. It reports whether the stream goes on.
+// This is the whole per-stanza path after the scanner, so it allocates
+// nothing in steady state.
+func (s *Session) Receive(tok *xmlscan.Token) bool {
+	// s.st is reused: only the reading goroutine calls Receive, and a
+	// Stanza that escaped to the handler would otherwise cost an
+	// allocation per stanza.
+	st := &s.st
+	var ok bool
+	if *st, ok = stanza.Parse(tok, NSClient); !ok {
+		s.Close(stanza.StreamUnsupportedStanzaType, "<"+string(tok.Local)+"/> is not a stanza this server understands")
+		return false
+	}
+	buf := getBuf()
+	stamped := stanza.AppendForward((*buf)[:0], st, s.full, s.lang)
+	s.env.Handler.Stanza(s, st, stamped)
+	*buf = stamped
+	putBuf(buf)
+	return true
 }
 
 // endBound closes a bound session after a read error: a stream error for
@@ -126,4 +143,23 @@ func (c *Conn) endBound(s *Session, err error) {
 		c.log.Debug("c2s: read failed", "err", err)
 		s.Close("", "")
 	}
+}
+
+func newSession(env *Env, full jid.JID, lang string, nc net.Conn) *Session {
+	s := &Session{env: env, jid: full, full: full.String(), lang: lang, remote: nc.RemoteAddr(), log: env.Log}
+	s.q = newOutQueue(nc, env.QueueBytes, env.WriteTimeout, func() {
+		s.log.Warn("c2s: dropping slow reader", "jid", s.full)
+		s.Close(stanza.StreamPolicyViolation, queueOverflowText)
+	})
+	return s
+}
+
+// NewLocalSession makes a bound session for full that writes to nc
+// without any stream negotiation, and starts its writer. It is for
+// transports that authenticate in their own way and for benchmarks; the
+// caller binds it in the router and feeds it with Receive.
+func NewLocalSession(env *Env, full jid.JID, nc net.Conn) *Session {
+	s := newSession(env, full, "", nc)
+	go s.q.run()
+	return s
 }

@@ -11,7 +11,7 @@ import (
 // pooled, so one big message does not pin memory for ever.
 const (
 	smallBuf = 4 << 10
-	maxPool  = 64 << 10
+	maxPool  = 256 << 10
 )
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, smallBuf); return &b }}

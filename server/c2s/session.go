@@ -1,6 +1,7 @@
 package c2s
 
 import (
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -8,6 +9,7 @@ import (
 
 	"roost/server/jid"
 	"roost/server/stanza"
+	"roost/server/xmlscan"
 )
 
 // Session is a bound client stream: what the router delivers to and what
@@ -19,6 +21,11 @@ type Session struct {
 	lang   string
 	remote net.Addr
 	q      *outQueue
+	log    *slog.Logger
+
+	// owned by the reading goroutine
+	tok xmlscan.Token
+	st  stanza.Stanza
 
 	available atomic.Bool
 	priority  atomic.Int32
