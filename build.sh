@@ -4,6 +4,7 @@
 #   ./build.sh test       install what the tests need (Debian packages) and run every test
 #   ./build.sh bench      run the Go benchmarks with -benchmem
 #   ./build.sh fuzz [T]   fuzz the XML scanner for T (default 60s)
+#   ./build.sh measure [N] RSS of the server with N idle TLS sessions (default 1000)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -43,7 +44,10 @@ case "${1:-build}" in
   fuzz)
     go test -run '^$' -fuzz FuzzScan -fuzztime "${2:-60s}" ./server/xmlscan/
     ;;
+  measure)
+    ROOST_IDLE_SESSIONS="${2:-1000}" go test -count=1 -run TestIdleSessionsRSS -v ./tests/idle/
+    ;;
   *)
-    sed -n '2,6p' "$0"; exit 2
+    sed -n '2,7p' "$0"; exit 2
     ;;
 esac
