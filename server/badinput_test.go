@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"crypto/tls"
+	"encoding/xml"
 	"strings"
 	"testing"
 	"time"
@@ -155,5 +157,29 @@ func TestShutdownClosesStreams(t *testing.T) {
 	a.expectStreamError("system-shutdown")
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSTARTTLSInjection: bytes sent in plaintext after <starttls/> are
+// dropped at the switch, never read as if they came over TLS (the
+// STARTTLS command injection attack, CVE-2011-0411 and kin).
+func TestSTARTTLSInjection(t *testing.T) {
+	ts := startServer(t, nil)
+	c := dialRaw(t, ts.c2s)
+	c.open("localhost")
+	// One write: the command and an injected stanza behind it.
+	c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><iq type='get' id='inj'><ping xmlns='urn:xmpp:ping'/></iq>")
+	if e := c.next(); e.XMLName.Local != "proceed" {
+		t.Fatalf("expected proceed, got %s", e)
+	}
+	tc := tls.Client(c.conn, ts.tlsConf)
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("TLS handshake: %v", err)
+	}
+	c.conn = tc
+	c.dec = xml.NewDecoder(tc)
+	f := c.open("localhost") // fails if the injected iq were taken as the first element
+	if !strings.Contains(f.Inner, "mechanisms") {
+		t.Fatalf("features after TLS: %s", f.Inner)
 	}
 }

@@ -256,3 +256,23 @@ func TestMessageToUnknownUser(t *testing.T) {
 		t.Fatalf("bounce: %s", e)
 	}
 }
+
+// TestRosterVersioning: XEP-0237. A get with the current ver is answered
+// with an empty result; with an old ver, the whole roster and the new ver.
+func TestRosterVersioning(t *testing.T) {
+	ts := startServer(t, nil)
+	ts.addUser(t, "alice", "pw")
+	a := login(t, ts, "alice", "pw", "a")
+	a.send("<iq type='set' id='s'><query xmlns='jabber:iq:roster'><item jid='bob@localhost'/></query></iq>")
+	a.expect("set result", func(e *element) bool { return e.attr("id") == "s" })
+	a.send("<iq type='get' id='g1'><query xmlns='jabber:iq:roster' ver=''/></iq>")
+	full := a.expect("roster", func(e *element) bool { return e.attr("id") == "g1" })
+	if !strings.Contains(full.Inner, "ver='1'") || !strings.Contains(full.Inner, "bob@localhost") {
+		t.Fatalf("roster with ver='': %s", full)
+	}
+	a.send("<iq type='get' id='g2'><query xmlns='jabber:iq:roster' ver='1'/></iq>")
+	same := a.expect("roster", func(e *element) bool { return e.attr("id") == "g2" })
+	if same.attr("type") != "result" || same.Inner != "" {
+		t.Fatalf("roster with the current ver should be an empty result: %s", same)
+	}
+}
