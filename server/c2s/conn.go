@@ -367,7 +367,7 @@ func (c *Conn) startTLS() error {
 		return err
 	}
 	if n := c.scan.Buffered(); n > 0 {
-		c.log.Warn("c2s: dropping bytes sent before the TLS handshake", "bytes", n)
+		c.log.Debug("c2s: dropping bytes sent before the TLS handshake", "bytes", n)
 	}
 	tc := tls.Server(c.nc, c.env.TLS)
 	ctx, cancel := context.WithDeadline(context.Background(), c.authDeadline)

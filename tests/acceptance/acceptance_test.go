@@ -196,3 +196,64 @@ func TestSeedExample(t *testing.T) {
 		t.Errorf("no clean stop in the log:\n%s", logs.String())
 	}
 }
+
+// TestGoSendxmpp: Debian's go-sendxmpp (built on github.com/xmppo/go-xmpp)
+// sends a message over STARTTLS and over direct TLS to a listening
+// go-sendxmpp. It exercises that library's SCRAM quirk (gs2 flag "y" with
+// c=biws), which Roost tolerates like Prosody does.
+func TestGoSendxmpp(t *testing.T) {
+	gsx, err := exec.LookPath("go-sendxmpp")
+	if err != nil {
+		if os.Getenv("ROOST_ACCEPTANCE") == "require" {
+			t.Fatal("go-sendxmpp is not installed (./build.sh test installs it)")
+		}
+		t.Skip("go-sendxmpp not installed")
+	}
+	bin := buildRoost(t)
+	dir := t.TempDir()
+	port, direct := freePort(t), freePort(t)
+	cfg := fmt.Sprintf(`{"listen": {"c2s": "127.0.0.1:%d", "c2s_tls": "127.0.0.1:%d"}}`, port, direct)
+	os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600)
+	for _, u := range []string{"alice", "bob"} {
+		if out, err := roost(t, bin, dir, u+"-pw\n", "user", "add", "-config", "c.json", u+"@localhost"); err != nil {
+			t.Fatalf("user add: %v\n%s", err, out)
+		}
+	}
+	proc := startRoost(t, bin, dir, "run", "-config", "c.json")
+	proc.waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+	cert := filepath.Join(dir, "roost-data", "roost-cert.pem")
+	env := append(os.Environ(), "HOME="+dir, "SSL_CERT_FILE="+cert)
+
+	listener := exec.Command(gsx, "-l", "-u", "bob@localhost", "-p", "bob-pw", "-j", fmt.Sprintf("127.0.0.1:%d", port))
+	listener.Env = env
+	var heard syncBuffer
+	listener.Stdout, listener.Stderr = &heard, &heard
+	if err := listener.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { listener.Process.Kill(); listener.Wait() }()
+	time.Sleep(1500 * time.Millisecond) // let the listener log in and send presence
+
+	for _, tc := range []struct {
+		name, body string
+		args       []string
+	}{
+		{"STARTTLS", "hello over starttls", []string{"-j", fmt.Sprintf("127.0.0.1:%d", port)}},
+		{"direct TLS", "hello over direct tls", []string{"-j", fmt.Sprintf("127.0.0.1:%d", direct), "--tls"}},
+	} {
+		args := append([]string{"-u", "alice@localhost", "-p", "alice-pw"}, tc.args...)
+		cmd := exec.Command(gsx, append(args, "bob@localhost")...)
+		cmd.Env = env
+		cmd.Stdin = strings.NewReader(tc.body + "\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: go-sendxmpp: %v\n%s\nserver log:\n%s", tc.name, err, out, proc.logs)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && !(strings.Contains(heard.String(), "hello over starttls") && strings.Contains(heard.String(), "hello over direct tls")) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(heard.String(), "alice@localhost: hello over starttls") || !strings.Contains(heard.String(), "alice@localhost: hello over direct tls") {
+		t.Fatalf("listener heard:\n%s\nserver log:\n%s", heard.String(), proc.logs)
+	}
+}
