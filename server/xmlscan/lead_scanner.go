@@ -56,7 +56,7 @@ type Scanner struct {
 	childNS  []byte
 	names    []span // open element qualified names, relative
 	ns       []binding
-	nsMarks  []int // len(ns) at each depth's start
+	nsMarks  []int      // len(ns) at each depth's start
 	attrs    []Attr     // top element's attributes, built by token()
 	aspans   []attrSpan // attributes of the tag(s) being scanned, relative
 	inh      []NS
