@@ -10,7 +10,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -314,7 +313,6 @@ func (a authenticator) CheckPassword(local, password string) (bool, error) {
 var (
 	_ c2s.Handler = (*Server)(nil)
 	_ im.Session  = (*c2s.Session)(nil)
-	_ *tls.Config = (*tls.Config)(nil)
 )
 
 // BindLocal binds a session for full that is not negotiated over a client
