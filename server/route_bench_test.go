@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"roost/server"
 	"roost/server/jid"
 	"roost/server/xmlscan"
 )
@@ -56,7 +57,7 @@ func BenchmarkRouteMessage(b *testing.B) {
 		{"bare-jid", "bob@localhost"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			ts := startServer(b, nil)
+			ts := startServer(b, func(c *server.Config) { c.Limits.OutboundQueueBytes = 64 << 20 })
 			alice, _ := jid.Parse("alice@localhost/laptop")
 			bob, _ := jid.Parse("bob@localhost/phone")
 			sender := ts.BindLocal(alice, &discardConn{})

@@ -73,7 +73,6 @@ func (c *Conn) bindIQ(tok *xmlscan.Token) (*Session, error) {
 // announce its departure.
 func (c *Conn) runBound(s *Session) {
 	env := c.env
-	go s.q.run()
 	c.nc.SetReadDeadline(time.Time{})
 	c.wbuf = nil
 	defer func() {
@@ -160,6 +159,5 @@ func newSession(env *Env, full jid.JID, lang string, nc net.Conn) *Session {
 // caller binds it in the router and feeds it with Receive.
 func NewLocalSession(env *Env, full jid.JID, nc net.Conn) *Session {
 	s := newSession(env, full, "", nc)
-	go s.q.run()
 	return s
 }

@@ -27,18 +27,21 @@ func putBuf(b *[]byte) {
 }
 
 // outQueue is one connection's outbound byte queue and its writer. Any
-// goroutine may append; one writer goroutine flushes whatever has gathered
+// goroutine may append; a writer goroutine flushes whatever has gathered
 // in a single Write, so many small stanzas cost one syscall (and one TLS
-// record). An idle queue holds no buffer. Appending never blocks: a peer
-// that does not read fills the queue to its limit and is then dropped.
+// record). The writer runs only while there is something to write, and an
+// idle queue holds no buffer, so an idle session costs neither a
+// goroutine stack nor a write buffer. Appending never blocks: a peer that
+// does not read fills the queue to its limit and is then dropped.
 type outQueue struct {
 	mu      sync.Mutex
 	pending *[]byte // bytes waiting to be written; nil when none
+	running bool    // a writer goroutine is flushing
 	closing bool    // no more appends; close the conn once drained
-	dead    bool    // the writer is gone
+	dead    bool    // the conn is closed
 	limit   int
-	wake    chan struct{}
-	done    chan struct{}
+	closed  chan struct{} // closed once the conn is closed
+	runFn   func()        // q.run, made once so starting the writer allocates nothing
 
 	conn         net.Conn
 	writeTimeout time.Duration
@@ -49,14 +52,25 @@ type outQueue struct {
 }
 
 func newOutQueue(conn net.Conn, limit int, writeTimeout time.Duration, onOverflow func()) *outQueue {
-	return &outQueue{
+	q := &outQueue{
 		conn:         conn,
 		limit:        limit,
 		writeTimeout: writeTimeout,
-		wake:         make(chan struct{}, 1),
-		done:         make(chan struct{}),
+		closed:       make(chan struct{}),
 		onOverflow:   onOverflow,
 	}
+	q.runFn = q.run
+	return q
+}
+
+// startLocked marks the writer running and reports whether the caller
+// must start it (after unlocking).
+func (q *outQueue) startLocked() bool {
+	if q.running {
+		return false
+	}
+	q.running = true
+	return true
 }
 
 // push appends b. It returns false when the queue is closing or over its
@@ -80,18 +94,18 @@ func (q *outQueue) push(b []byte) bool {
 		return false
 	}
 	*q.pending = append(*q.pending, b...)
+	start := q.startLocked()
 	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if start {
+		go q.runFn()
 	}
 	return true
 }
 
-// closeWith discards nothing already queued, appends last (a stream error
-// or the closing tag), and makes the writer close the connection once it
-// has flushed. With drop set, what was queued is discarded first: used
-// when the peer is too slow to read it anyway.
+// closeWith appends last (a stream error or the closing tag) after what
+// is queued and makes the writer close the connection once it has
+// flushed. With drop set, what was queued is discarded first: used when
+// the peer is too slow to read it anyway.
 func (q *outQueue) closeWith(last []byte, drop bool) {
 	q.mu.Lock()
 	if q.closing || q.dead {
@@ -106,46 +120,46 @@ func (q *outQueue) closeWith(last []byte, drop bool) {
 	}
 	*q.pending = append(*q.pending, last...)
 	q.closing = true
+	start := q.startLocked()
 	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if start {
+		go q.runFn()
 	}
 }
 
-// run is the writer goroutine. It returns when the connection is closed,
-// by closeWith or by a write error, and then closes the connection.
+// run is the writer: it flushes until the queue is empty and then exits,
+// or, when the queue is closing, closes the connection.
 func (q *outQueue) run() {
-	defer close(q.done)
-	defer q.conn.Close()
-	for range q.wake {
-		for {
-			q.mu.Lock()
-			b := q.pending
-			q.pending = nil
-			closing := q.closing
-			q.mu.Unlock()
-			if b == nil || len(*b) == 0 {
-				putBuf(b)
-				if closing {
-					q.finish()
-					return
-				}
-				break
-			}
-			q.conn.SetWriteDeadline(time.Now().Add(q.writeTimeout))
-			_, err := q.conn.Write(*b)
+	for {
+		q.mu.Lock()
+		b := q.pending
+		q.pending = nil
+		if b == nil || len(*b) == 0 {
 			putBuf(b)
-			if err != nil {
-				q.finish()
+			if q.closing {
+				q.mu.Unlock()
+				q.shut()
 				return
 			}
+			q.running = false
+			q.mu.Unlock()
+			return
+		}
+		q.mu.Unlock()
+		q.conn.SetWriteDeadline(time.Now().Add(q.writeTimeout))
+		_, err := q.conn.Write(*b)
+		putBuf(b)
+		if err != nil {
+			q.shut()
+			return
 		}
 	}
 }
 
-func (q *outQueue) finish() {
+// shut closes the connection once and drops anything still queued.
+func (q *outQueue) shut() {
 	q.mu.Lock()
+	already := q.dead
 	q.dead = true
 	q.closing = true
 	if q.pending != nil {
@@ -153,14 +167,18 @@ func (q *outQueue) finish() {
 		q.pending = nil
 	}
 	q.mu.Unlock()
+	if !already {
+		q.conn.Close()
+		close(q.closed)
+	}
 }
 
-// wait blocks until the writer has finished or d has passed.
+// wait blocks until the connection has been closed or d has passed.
 func (q *outQueue) wait(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-q.done:
+	case <-q.closed:
 		return true
 	case <-t.C:
 		return false
