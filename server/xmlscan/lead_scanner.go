@@ -776,7 +776,7 @@ func (s *Scanner) startTag(i int, header bool) (int, error) {
 	b := s.buf[:s.end]
 	top := len(s.names) == 0
 	depth := s.depth + 1
-	if !header && depth > s.lim.MaxDepth+1 {
+	if !header && depth > s.lim.MaxDepth {
 		return 0, policy("elements nested too deeply")
 	}
 	nameStart := i + 1
