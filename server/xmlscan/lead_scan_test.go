@@ -126,7 +126,7 @@ func TestViolations(t *testing.T) {
 	small := Limits{MaxElementBytes: 200, MaxDepth: 3, MaxAttrs: 6, MaxNameBytes: 16} // the header has 5 attributes
 	for _, tc := range []struct {
 		name, in string
-		want Condition
+		want     Condition
 	}{
 		{"mismatched tags", "<a><b></a>", NotWellFormed},
 		{"unbound prefix", "<x:a/>", NotWellFormed},
@@ -171,7 +171,7 @@ func TestViolations(t *testing.T) {
 func TestPrologViolations(t *testing.T) {
 	for _, tc := range []struct {
 		name, in string
-		want Condition
+		want     Condition
 	}{
 		{"latin-1", "<?xml version='1.0' encoding='ISO-8859-1'?>" + hdr, UnsupportedEncoding},
 		{"entity bomb", "<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol 'lol'><!ENTITY lol2 '&lol;&lol;&lol;'>]>" + hdr, RestrictedXML},
