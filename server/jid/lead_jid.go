@@ -170,6 +170,11 @@ func prepareDomain(s string) (string, error) {
 	if len(s) > maxPart {
 		return "", malformed("domainpart must be at most %d bytes", maxPart)
 	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" {
+			return "", malformed("domainpart %q has an empty label", s)
+		}
+	}
 	return s, nil
 }
 
