@@ -7,7 +7,6 @@ package storage
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
@@ -15,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"time"
 
@@ -322,7 +320,6 @@ func (s *Store) CheckPassword(local, password string) (bool, error) {
 	return subtle.ConstantTimeCompare(c.StoredKey, cred.StoredKey) == 1 && known, nil
 }
 
-var _ = sha1.Size
 
 func putJSON(b *bolt.Bucket, k []byte, v any) error {
 	data, err := json.Marshal(v)
@@ -482,4 +479,3 @@ func (tx *Tx) DeleteRosterItem(user, jid string) (uint64, bool, error) {
 	return ver, true, err
 }
 
-var _ = os.ErrNotExist
