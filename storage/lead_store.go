@@ -320,7 +320,6 @@ func (s *Store) CheckPassword(local, password string) (bool, error) {
 	return subtle.ConstantTimeCompare(c.StoredKey, cred.StoredKey) == 1 && known, nil
 }
 
-
 func putJSON(b *bolt.Bucket, k []byte, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -478,4 +477,3 @@ func (tx *Tx) DeleteRosterItem(user, jid string) (uint64, bool, error) {
 	ver, err := tx.bumpVer(b)
 	return ver, true, err
 }
-
