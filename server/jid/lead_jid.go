@@ -178,7 +178,9 @@ func prepareDomain(s string) (string, error) {
 	return s, nil
 }
 
-func canonicalLocal(s string) bool {
+// canonicalLocal reports whether a localpart is printable ASCII without
+// upper case, which UsernameCaseMapped leaves unchanged.
+func canonicalLocal[T string | []byte](s T) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c <= ' ' || c >= 0x7f || (c >= 'A' && c <= 'Z') {
@@ -188,7 +190,9 @@ func canonicalLocal(s string) bool {
 	return true
 }
 
-func canonicalResource(s string) bool {
+// canonicalResource reports whether a resourcepart is printable ASCII,
+// which OpaqueString leaves unchanged.
+func canonicalResource[T string | []byte](s T) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < ' ' || c >= 0x7f {
 			return false
@@ -197,7 +201,9 @@ func canonicalResource(s string) bool {
 	return true
 }
 
-func canonicalDomain(s string) bool {
+// canonicalDomain reports whether a domainpart is lower-case LDH labels,
+// which preparation leaves unchanged (a trailing dot is allowed here).
+func canonicalDomain[T string | []byte](s T) bool {
 	if len(s) == 0 || s[0] == '-' || s[0] == '.' {
 		return false
 	}
@@ -255,36 +261,12 @@ func Canonical(b []byte) bool {
 		return false
 	}
 	for _, c := range local {
-		if c <= ' ' || c >= 0x7f || (c >= 'A' && c <= 'Z') {
-			return false
-		}
 		switch c {
 		case '"', '&', '\'', '/', ':', '<', '>', '@':
 			return false
 		}
 	}
-	if len(domain) == 0 || domain[0] == '-' || domain[0] == '.' || domain[len(domain)-1] == '.' || domain[len(domain)-1] == '-' {
-		return false
-	}
-	prev := byte('.')
-	for _, c := range domain {
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-':
-		case c == '.':
-			if prev == '.' || prev == '-' {
-				return false
-			}
-		default:
-			return false
-		}
-		prev = c
-	}
-	for _, c := range resource {
-		if c < ' ' || c >= 0x7f {
-			return false
-		}
-	}
-	return true
+	return canonicalLocal(local) && canonicalDomain(domain) && domain[len(domain)-1] != '.' && canonicalResource(resource)
 }
 
 // Local is the localpart ("" when none).

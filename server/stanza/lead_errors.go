@@ -112,16 +112,7 @@ func AppendErrorFor(dst []byte, kind Kind, id []byte, to, from string, cond Cond
 		dst = append(dst, id...)
 		dst = append(dst, '\'')
 	}
-	if to != "" {
-		dst = append(dst, " to='"...)
-		dst = AppendEscaped(dst, to)
-		dst = append(dst, '\'')
-	}
-	if from != "" {
-		dst = append(dst, " from='"...)
-		dst = AppendEscaped(dst, from)
-		dst = append(dst, '\'')
-	}
+	dst = appendAddrs(dst, to, from)
 	dst = append(dst, "><error type='"...)
 	dst = append(dst, typ...)
 	dst = append(dst, "'><"...)
@@ -143,16 +134,7 @@ func AppendIQResult(dst []byte, id []byte, to, from string, payload []byte) []by
 	dst = append(dst, "<iq type='result' id='"...)
 	dst = append(dst, id...)
 	dst = append(dst, '\'')
-	if to != "" {
-		dst = append(dst, " to='"...)
-		dst = AppendEscaped(dst, to)
-		dst = append(dst, '\'')
-	}
-	if from != "" {
-		dst = append(dst, " from='"...)
-		dst = AppendEscaped(dst, from)
-		dst = append(dst, '\'')
-	}
+	dst = appendAddrs(dst, to, from)
 	if payload == nil {
 		return append(dst, "/>"...)
 	}
@@ -205,4 +187,19 @@ func AppendStreamError(dst []byte, cond StreamCondition, text string) []byte {
 		dst = append(dst, "</text>"...)
 	}
 	return append(dst, "</stream:error></stream:stream>"...)
+}
+
+// appendAddrs appends the to and from attributes that are not empty.
+func appendAddrs(dst []byte, to, from string) []byte {
+	if to != "" {
+		dst = append(dst, " to='"...)
+		dst = AppendEscaped(dst, to)
+		dst = append(dst, '\'')
+	}
+	if from != "" {
+		dst = append(dst, " from='"...)
+		dst = AppendEscaped(dst, from)
+		dst = append(dst, '\'')
+	}
+	return dst
 }

@@ -284,22 +284,32 @@ func (s *Scanner) step() (Token, error) {
 
 func isWS(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
-// prolog handles the optional XML declaration and the stream header.
-func (s *Scanner) prolog() (Token, error) {
+// nextTag skips whitespace at stream level and returns the data and the
+// offset of the '<' that follows, with at least one byte after it.
+// Anything but whitespace before it is the error what.
+func (s *Scanner) nextTag(what string) ([]byte, int, error) {
 	b := s.buf[:s.end]
 	i := s.pos
 	for i < len(b) && isWS(b[i]) {
 		i++
 	}
 	s.pos = i
-	if i >= len(b) {
-		return Token{}, errMore
+	switch {
+	case i >= len(b):
+		return nil, 0, errMore
+	case b[i] != '<':
+		return nil, 0, wellFormed(what)
+	case i+1 >= len(b):
+		return nil, 0, errMore
 	}
-	if b[i] != '<' {
-		return Token{}, wellFormed("text before the stream header")
-	}
-	if i+1 >= len(b) {
-		return Token{}, errMore
+	return b, i, nil
+}
+
+// prolog handles the optional XML declaration and the stream header.
+func (s *Scanner) prolog() (Token, error) {
+	b, i, err := s.nextTag("text before the stream header")
+	if err != nil {
+		return Token{}, err
 	}
 	switch b[i+1] {
 	case '?':
@@ -379,21 +389,10 @@ func checkDecl(d []byte) error {
 // between skips keepalive whitespace and starts the next element or
 // reads the stream close tag.
 func (s *Scanner) between() (Token, error) {
-	b := s.buf[:s.end]
-	i := s.pos
-	for i < len(b) && isWS(b[i]) {
-		i++
-	}
-	s.pos = i
-	s.start = i
-	if i >= len(b) {
-		return Token{}, errMore
-	}
-	if b[i] != '<' {
-		return Token{}, wellFormed("text between stanzas")
-	}
-	if i+1 >= len(b) {
-		return Token{}, errMore
+	b, i, err := s.nextTag("text between stanzas")
+	s.start = s.pos // keepalive whitespace is consumed
+	if err != nil {
+		return Token{}, err
 	}
 	switch b[i+1] {
 	case '/':
