@@ -66,6 +66,7 @@ type LimitsConfig struct {
 	AuthFailuresPerMinute int      `json:"auth_failures_per_minute"` // failed logins per address per minute before logins from it are slowed
 	SessionsPerUser       int      `json:"sessions_per_user"`        // resources one account may bind at once
 	RosterItems           int      `json:"roster_items"`             // roster entries one account may hold
+	OfflineMessages       int      `json:"offline_messages"`         // messages kept for an account with no available resource (XEP-0160)
 }
 
 // Duration is a time.Duration written in JSON as a Go duration string ("30s").
@@ -212,6 +213,7 @@ func (c *Config) Validate() error {
 		{"limits.auth_failures_per_minute", l.AuthFailuresPerMinute, 1},
 		{"limits.sessions_per_user", l.SessionsPerUser, 1},
 		{"limits.roster_items", l.RosterItems, 1},
+		{"limits.offline_messages", l.OfflineMessages, 0},
 		{"scram_iterations", c.ScramIterations, 4096},
 	}
 	for _, ch := range checks {

@@ -149,7 +149,8 @@ func (s *Server) toBare(sess *c2s.Session, st *stanza.Stanza, stamped []byte, ba
 		}
 		if len(targets) == 0 {
 			if string(st.Type) != "headline" {
-				s.bounce(sess, st, stanza.ServiceUnavailable, "the recipient is offline")
+				local, _, _, _ := jid.Split(bare)
+				s.im.StoreOffline(sess, st, stamped, string(local))
 			}
 			return
 		}
@@ -158,7 +159,7 @@ func (s *Server) toBare(sess *c2s.Session, st *stanza.Stanza, stamped []byte, ba
 		}
 	case stanza.Presence:
 		if !isDirected(st.Type) {
-			s.subscriptionPresence(sess, st, bare)
+			s.im.Subscription(sess, st, bare)
 			return
 		}
 		for _, r := range router.AvailableOnly(buf[:0], sessions) {
@@ -170,11 +171,15 @@ func (s *Server) toBare(sess *c2s.Session, st *stanza.Stanza, stamped []byte, ba
 			}
 		}
 	case stanza.IQ:
+		// RFC 6121 §8.5.2.1.2: the server answers for the account.
+		if ns := string(st.Tok.ChildSpace); ns == nsDiscoInfo || ns == nsDiscoItems {
+			s.accountDisco(sess, st, bare, own)
+			return
+		}
 		if own {
 			s.serverIQ(sess, st)
 			return
 		}
-		// RFC 6121 §8.5.2.1.2: the server answers for the account.
 		s.bounce(sess, st, stanza.ServiceUnavailable, "")
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"roost/server/c2s"
 	"roost/server/im"
+	"roost/server/jid"
 	"roost/server/stanza"
 )
 
@@ -157,4 +158,34 @@ func (s *Server) roster(sess *c2s.Session, st *stanza.Stanza) {
 		}
 	}
 	s.im.RosterIQ(sess, st)
+}
+
+// accountDisco answers XEP-0030 queries to a user's bare JID on the
+// account's behalf: to the user and to contacts subscribed to the user's
+// presence; anyone else learns nothing (service-unavailable, as for a
+// JID that does not exist).
+func (s *Server) accountDisco(sess *c2s.Session, st *stanza.Stanza, bare []byte, own bool) {
+	if string(st.Type) != "get" {
+		s.bounce(sess, st, stanza.BadRequest, "")
+		return
+	}
+	if !own {
+		local, _, _, _ := jid.Split(bare)
+		it, found, err := s.store.RosterItem(string(local), sess.JID().Bare().String())
+		if err != nil || !found || (it.Subscription != "from" && it.Subscription != "both") {
+			s.bounce(sess, st, stanza.ServiceUnavailable, "")
+			return
+		}
+	}
+	if node, ok := s.discoQuery(sess, st); !ok {
+		return
+	} else if node != "" {
+		s.bounce(sess, st, stanza.ItemNotFound, "no such node")
+		return
+	}
+	if string(st.Tok.ChildSpace) == nsDiscoItems {
+		s.result(sess, st, []byte("<query xmlns='http://jabber.org/protocol/disco#items'/>"))
+		return
+	}
+	s.result(sess, st, []byte("<query xmlns='http://jabber.org/protocol/disco#info'><identity category='account' type='registered'/><feature var='http://jabber.org/protocol/disco#info'/><feature var='http://jabber.org/protocol/disco#items'/></query>"))
 }

@@ -93,7 +93,8 @@ func (s *Server) Start() (err error) {
 	}
 	tlsCfg := certs.ServerConfig(cert)
 	s.router = router.New()
-	s.im = &im.Service{Domain: cfg.Domain, Store: s.store, Router: s.router, Log: s.log, RosterLimit: cfg.Limits.RosterItems}
+	s.im = &im.Service{Domain: cfg.Domain, Store: s.store, Router: s.router, Log: s.log,
+		RosterLimit: cfg.Limits.RosterItems, OfflineQuota: cfg.Limits.OfflineMessages}
 	s.env = &c2s.Env{
 		Domain:      cfg.Domain,
 		TLS:         tlsCfg,
@@ -260,10 +261,6 @@ func (s *Server) Closed(sess *c2s.Session) { s.im.Closed(sess) }
 
 func (s *Server) ownPresence(sess *c2s.Session, st *stanza.Stanza, stamped []byte) {
 	s.im.OwnPresence(sess, st, stamped)
-}
-
-func (s *Server) subscriptionPresence(sess *c2s.Session, st *stanza.Stanza, to []byte) {
-	s.im.Subscription(sess, st, to)
 }
 
 var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}

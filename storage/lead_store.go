@@ -45,12 +45,14 @@ type Options struct {
 }
 
 // schemaVersion is the layout this code reads and writes.
-const schemaVersion = 1
+const schemaVersion = 2
 
 var (
 	bucketMeta    = []byte("meta")
 	bucketUsers   = []byte("users")
 	bucketRosters = []byte("rosters")
+	bucketPending = []byte("pending") // per user: contact bare JID -> the inbound subscribe stanza
+	bucketOffline = []byte("offline") // per user: sequence number -> stored message stanza
 	keySchema     = []byte("schema_version")
 	keySecret     = []byte("server_secret")
 	keyVer        = []byte("\x00ver") // roster version inside a user's roster bucket; sorts before JIDs
@@ -69,6 +71,14 @@ var migrations = []func(tx *bolt.Tx) error{
 			return err
 		}
 		return tx.Bucket(bucketMeta).Put(keySecret, secret)
+	},
+	1: func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketPending, bucketOffline} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
 	},
 }
 
@@ -252,9 +262,13 @@ func (s *Store) DeleteUser(local string) error {
 		if err := b.Delete([]byte(local)); err != nil {
 			return err
 		}
-		r := tx.tx.Bucket(bucketRosters)
-		if r.Bucket([]byte(local)) != nil {
-			return r.DeleteBucket([]byte(local))
+		for _, name := range [][]byte{bucketRosters, bucketPending, bucketOffline} {
+			r := tx.tx.Bucket(name)
+			if r.Bucket([]byte(local)) != nil {
+				if err := r.DeleteBucket([]byte(local)); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
@@ -280,6 +294,11 @@ func (s *Store) UserExists(local string) (bool, error) {
 		return nil
 	})
 	return ok, err
+}
+
+// UserExists reports whether the account exists.
+func (tx *Tx) UserExists(local string) (bool, error) {
+	return tx.tx.Bucket(bucketUsers).Get([]byte(local)) != nil, nil
 }
 
 // Credentials returns the stored SCRAM credentials for h; ErrNotFound for
@@ -476,4 +495,117 @@ func (tx *Tx) DeleteRosterItem(user, jid string) (uint64, bool, error) {
 	}
 	ver, err := tx.bumpVer(b)
 	return ver, true, err
+}
+
+// userBucket returns user's nested bucket inside top, creating it when
+// create is set; nil when absent.
+func (tx *Tx) userBucket(top []byte, user string, create bool) (*bolt.Bucket, error) {
+	b := tx.tx.Bucket(top)
+	if ub := b.Bucket([]byte(user)); ub != nil || !create {
+		return ub, nil
+	}
+	return b.CreateBucket([]byte(user))
+}
+
+// Pending is an inbound subscription request waiting for the user's
+// answer (RFC 6121 §3.1.3): kept so it can be delivered again at the
+// user's next login.
+type Pending struct {
+	JID    string // the requester's bare JID
+	Stanza []byte // the subscribe presence as it was delivered
+}
+
+// PendingIn lists the user's unanswered inbound subscription requests.
+func (tx *Tx) PendingIn(user string) ([]Pending, error) {
+	b, _ := tx.userBucket(bucketPending, user, false)
+	if b == nil {
+		return nil, nil
+	}
+	var out []Pending
+	err := b.ForEach(func(k, v []byte) error {
+		out = append(out, Pending{JID: string(k), Stanza: append([]byte(nil), v...)})
+		return nil
+	})
+	return out, err
+}
+
+// HasPendingIn reports whether contact has an unanswered request to user.
+func (tx *Tx) HasPendingIn(user, contact string) (bool, error) {
+	b, _ := tx.userBucket(bucketPending, user, false)
+	return b != nil && b.Get([]byte(contact)) != nil, nil
+}
+
+// SetPendingIn records contact's subscription request to user.
+func (tx *Tx) SetPendingIn(user, contact string, stanza []byte) error {
+	b, err := tx.userBucket(bucketPending, user, true)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(contact), stanza)
+}
+
+// ClearPendingIn forgets contact's request to user.
+func (tx *Tx) ClearPendingIn(user, contact string) (existed bool, err error) {
+	b, _ := tx.userBucket(bucketPending, user, false)
+	if b == nil || b.Get([]byte(contact)) == nil {
+		return false, nil
+	}
+	return true, b.Delete([]byte(contact))
+}
+
+// OfflineMessage is a message stored for a user with no available
+// resource (XEP-0160).
+type OfflineMessage struct {
+	Seq    uint64
+	Stanza []byte
+}
+
+// AddOffline stores a message for user unless the user already has quota
+// messages waiting; stored reports which.
+func (tx *Tx) AddOffline(user string, stanza []byte, quota int) (stored bool, err error) {
+	b, err := tx.userBucket(bucketOffline, user, true)
+	if err != nil {
+		return false, err
+	}
+	if b.Stats().KeyN >= quota {
+		return false, nil
+	}
+	b.FillPercent = 0.9 // keys only grow
+	seq, err := b.NextSequence()
+	if err != nil {
+		return false, err
+	}
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], seq)
+	return true, b.Put(k[:], stanza)
+}
+
+// Offline returns the user's stored messages, oldest first.
+func (tx *Tx) Offline(user string) ([]OfflineMessage, error) {
+	b, _ := tx.userBucket(bucketOffline, user, false)
+	if b == nil {
+		return nil, nil
+	}
+	var out []OfflineMessage
+	err := b.ForEach(func(k, v []byte) error {
+		out = append(out, OfflineMessage{Seq: binary.BigEndian.Uint64(k), Stanza: append([]byte(nil), v...)})
+		return nil
+	})
+	return out, err
+}
+
+// DeleteOffline removes delivered messages.
+func (tx *Tx) DeleteOffline(user string, seqs []uint64) error {
+	b, _ := tx.userBucket(bucketOffline, user, false)
+	if b == nil {
+		return nil
+	}
+	for _, seq := range seqs {
+		var k [8]byte
+		binary.BigEndian.PutUint64(k[:], seq)
+		if err := b.Delete(k[:]); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -298,7 +298,7 @@ func (c *Conn) featuresAndNegotiate() (restart bool, sess *Session, err error) {
 	offerTLS := !c.secure && env.TLS != nil
 	switch {
 	case c.authed != "":
-		b = append(b, "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session><ver xmlns='urn:xmpp:features:rosterver'/>"...)
+		b = append(b, "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session><ver xmlns='urn:xmpp:features:rosterver'/><sub xmlns='urn:xmpp:features:pre-approval'/>"...)
 	default:
 		if offerTLS {
 			b = append(b, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>"...)

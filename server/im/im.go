@@ -40,6 +40,9 @@ type Service struct {
 	Router      *router.Router
 	Log         *slog.Logger
 	RosterLimit int
+	// OfflineQuota is how many messages are kept for an account with no
+	// available resource.
+	OfflineQuota int
 }
 
 var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}

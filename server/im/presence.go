@@ -32,6 +32,10 @@ func (m *Service) OwnPresence(sess Session, st *stanza.Stanza, stamped []byte) {
 		m.broadcast(sess, stamped, false)
 		if initial {
 			m.probeContacts(sess)
+			m.redeliverPending(sess)
+			if p.Priority >= 0 {
+				m.deliverOffline(sess) // XEP-0160 §3: at available presence with non-negative priority
+			}
 		}
 	case "unavailable":
 		sess.SetPresence(false, 0, nil)
@@ -144,20 +148,4 @@ func (m *Service) Closed(sess Session) {
 	b = stanza.AppendEscaped(b, sess.JID().String())
 	b = append(b, "'/>"...)
 	m.broadcast(sess, b, true)
-}
-
-// Subscription handles subscription management presence addressed to a
-// local bare JID. The full state machine of RFC 6121 §3 is not there yet:
-// the request is passed to the contact's available resources, stamped
-// with the sender's bare JID as §3.1.2 requires.
-func (m *Service) Subscription(sess Session, st *stanza.Stanza, to []byte) {
-	switch string(st.Type) {
-	case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
-	default:
-		return
-	}
-	b := scratch.Get().(*[]byte)
-	*b = stanza.AppendForward((*b)[:0], st, sess.JID().Bare().String(), "")
-	m.toContact(string(to), *b)
-	scratch.Put(b)
 }

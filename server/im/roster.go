@@ -161,20 +161,62 @@ func (m *Service) rosterSet(sess Session, st *stanza.Stanza, user string, items 
 
 var errRosterFull = errors.New("roster full")
 
+// rosterRemove deletes an item and, as RFC 6121 §2.5.2 asks, cancels the
+// subscriptions both ways: unsubscribe if the user was subscribed to the
+// contact (or asking), unsubscribed if the contact was subscribed to the
+// user (or asking).
 func (m *Service) rosterRemove(sess Session, st *stanza.Stanza, user string, contact jid.JID) {
-	ver, existed, err := m.Store.DeleteRosterItem(user, contact.String())
-	if err != nil {
+	me := sess.JID().Bare()
+	var fx effects
+	err := m.Store.Update(func(tx *storage.Tx) error {
+		fx = effects{}
+		item, found, err := tx.RosterItem(user, contact.String())
+		if err != nil {
+			return err
+		}
+		if !found {
+			return errNoItem
+		}
+		if hasTo(item.Subscription) || item.Ask {
+			b := subscriptionStanza("unsubscribe", me.String(), contact.String())
+			if err := m.inbound(tx, contact, me, "unsubscribe", b, &fx); err != nil {
+				return err
+			}
+		}
+		pending, err := tx.ClearPendingIn(user, contact.String())
+		if err != nil {
+			return err
+		}
+		if hasFrom(item.Subscription) || pending {
+			if hasFrom(item.Subscription) {
+				fx.presence = append(fx.presence, presenceCopy{from: me.String(), to: contact.String(), available: false})
+			}
+			b := subscriptionStanza("unsubscribed", me.String(), contact.String())
+			if err := m.inbound(tx, contact, me, "unsubscribed", b, &fx); err != nil {
+				return err
+			}
+		}
+		ver, _, err := tx.DeleteRosterItem(user, contact.String())
+		if err != nil {
+			return err
+		}
+		fx.push(user, storage.RosterItem{JID: contact.String(), Subscription: "remove"}, ver)
+		return nil
+	})
+	switch {
+	case errors.Is(err, errNoItem):
+		m.reply(sess, st, stanza.ItemNotFound, "no such roster item")
+		return
+	case err != nil:
 		m.Log.Error("im: roster remove", "user", user, "err", err)
 		m.reply(sess, st, stanza.InternalServerError, "")
 		return
 	}
-	if !existed {
-		m.reply(sess, st, stanza.ItemNotFound, "no such roster item")
-		return
-	}
 	sess.Deliver(stanza.AppendIQResult(nil, st.ID, sess.JID().String(), "", nil))
-	m.push(sess.JID(), storage.RosterItem{JID: contact.String(), Subscription: "remove"}, ver)
+	m.apply(&fx)
 }
+
+var errNoItem = errors.New("no such roster item")
 
 // push sends a roster push for item to every interested resource of the
 // user (RFC 6121 §2.1.6), the one that made the change included.

@@ -1,0 +1,92 @@
+package im
+
+import (
+	"bytes"
+	"time"
+
+	"roost/server/stanza"
+	"roost/storage"
+)
+
+// StoreOffline keeps a chat or normal message for a local account that
+// has no available resource (XEP-0160), stamped with the time it arrived
+// (XEP-0203). Over the account's quota the sender gets
+// service-unavailable. The write commits before this returns.
+func (m *Service) StoreOffline(sess Session, st *stanza.Stanza, stamped []byte, local string) {
+	b := withDelay(stamped, m.Domain, time.Now())
+	var stored bool
+	err := m.Store.Update(func(tx *storage.Tx) error {
+		var err error
+		stored, err = tx.AddOffline(local, b, m.OfflineQuota)
+		return err
+	})
+	switch {
+	case err != nil:
+		m.Log.Error("im: store offline message", "user", local, "err", err)
+		m.reply(sess, st, stanza.InternalServerError, "")
+	case !stored:
+		m.reply(sess, st, stanza.ServiceUnavailable, "the recipient is offline and can take no more messages")
+	}
+}
+
+// withDelay inserts a XEP-0203 <delay/> as the last child of a stanza.
+func withDelay(stanzaBytes []byte, domain string, at time.Time) []byte {
+	delay := append([]byte(nil), "<delay xmlns='urn:xmpp:delay' from='"...)
+	delay = stanza.AppendEscaped(delay, domain)
+	delay = append(delay, "' stamp='"...)
+	delay = at.UTC().AppendFormat(delay, "2006-01-02T15:04:05.000Z")
+	delay = append(delay, "'>Offline storage</delay>"...)
+	out := make([]byte, 0, len(stanzaBytes)+len(delay)+16)
+	if bytes.HasSuffix(stanzaBytes, []byte("/>")) {
+		// <message .../> becomes <message ...><delay/></message>
+		out = append(out, stanzaBytes[:len(stanzaBytes)-2]...)
+		out = append(out, '>')
+		out = append(out, delay...)
+		return append(out, "</message>"...)
+	}
+	i := bytes.LastIndex(stanzaBytes, []byte("</"))
+	out = append(out, stanzaBytes[:i]...)
+	out = append(out, delay...)
+	return append(out, stanzaBytes[i:]...)
+}
+
+// deliverOffline hands the account's stored messages to sess, oldest
+// first, and deletes each one only once the session has taken it.
+func (m *Service) deliverOffline(sess Session) {
+	local := sess.JID().Local()
+	var msgs []storage.OfflineMessage
+	if err := m.Store.View(func(tx *storage.Tx) error {
+		var err error
+		msgs, err = tx.Offline(local)
+		return err
+	}); err != nil || len(msgs) == 0 {
+		if err != nil {
+			m.Log.Error("im: read offline messages", "user", local, "err", err)
+		}
+		return
+	}
+	done := make([]uint64, 0, len(msgs))
+	for _, msg := range msgs {
+		if !sess.Deliver(msg.Stanza) {
+			break
+		}
+		done = append(done, msg.Seq)
+	}
+	if err := m.Store.Update(func(tx *storage.Tx) error { return tx.DeleteOffline(local, done) }); err != nil {
+		m.Log.Error("im: delete delivered offline messages", "user", local, "err", err)
+	}
+}
+
+// redeliverPending gives a newly available session the subscription
+// requests still waiting for an answer (RFC 6121 §3.1.3).
+func (m *Service) redeliverPending(sess Session) {
+	var pending []storage.Pending
+	m.Store.View(func(tx *storage.Tx) error {
+		var err error
+		pending, err = tx.PendingIn(sess.JID().Local())
+		return err
+	})
+	for _, p := range pending {
+		sess.Deliver(p.Stanza)
+	}
+}
