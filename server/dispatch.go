@@ -88,9 +88,13 @@ func (s *Server) Stanza(sess *c2s.Session, st *stanza.Stanza, stamped []byte) {
 	}
 	sessions := s.router.Sessions(t.bare)
 	if len(sessions) == 0 && !s.userExists(t.local) {
-		// RFC 6121 §8.5.1: no such account.
-		if st.Kind != stanza.Presence {
+		// RFC 6121 §8.5.1: no such account. A subscription request
+		// is answered with unsubscribed (§3.1.3), other presence dropped.
+		switch {
+		case st.Kind != stanza.Presence:
 			s.bounce(sess, st, stanza.ServiceUnavailable, "")
+		case string(st.Type) == "subscribe" && len(t.resource) == 0:
+			s.im.Subscription(sess, st, t.bare)
 		}
 		return
 	}
