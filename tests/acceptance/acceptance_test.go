@@ -257,3 +257,62 @@ func TestGoSendxmpp(t *testing.T) {
 		t.Fatalf("listener heard:\n%s\nserver log:\n%s", heard.String(), proc.logs)
 	}
 }
+
+// fixture is a roost process with users, started from a config with free ports.
+type fixture struct {
+	bin, dir, cert string
+	port           int
+	proc           *process
+}
+
+func newFixture(t *testing.T, users ...string) *fixture {
+	t.Helper()
+	f := &fixture{bin: buildRoost(t), dir: t.TempDir(), port: freePort(t)}
+	cfg := fmt.Sprintf(`{"listen": {"c2s": "127.0.0.1:%d", "c2s_tls": ""}}`, f.port)
+	os.WriteFile(filepath.Join(f.dir, "c.json"), []byte(cfg), 0o600)
+	for _, u := range users {
+		if out, err := roost(t, f.bin, f.dir, u+"-pw\n", "user", "add", "-config", "c.json", u+"@localhost"); err != nil {
+			t.Fatalf("user add: %v\n%s", err, out)
+		}
+	}
+	f.start(t)
+	f.cert = filepath.Join(f.dir, "roost-data", "roost-cert.pem")
+	return f
+}
+
+func (f *fixture) start(t *testing.T) {
+	t.Helper()
+	f.proc = startRoost(t, f.bin, f.dir, "run", "-config", "c.json")
+	f.proc.waitListening(t, fmt.Sprintf("127.0.0.1:%d", f.port))
+}
+
+// python runs one of this folder's scripts and requires PASS.
+func (f *fixture) python(t *testing.T, args ...string) {
+	t.Helper()
+	cmd := exec.Command(python, args...)
+	res, err := cmd.CombinedOutput()
+	t.Logf("%s:\n%s", args[0], res)
+	if err != nil || !strings.Contains(string(res), "PASS") {
+		t.Fatalf("%s failed: %v\nserver log:\n%s", args[0], err, f.proc.logs)
+	}
+}
+
+// TestIMScenarios is issue 4's slixmpp acceptance.
+func TestIMScenarios(t *testing.T) {
+	needSlixmpp(t)
+	f := newFixture(t, "alice", "bob")
+	f.python(t, "im_scenarios.py", "127.0.0.1", fmt.Sprint(f.port), "localhost", "alice", "alice-pw", "bob", "bob-pw", "--cafile", f.cert)
+}
+
+// TestDurabilityAcrossKill: a subscription approval and an offline message
+// that the server acknowledged survive kill -9.
+func TestDurabilityAcrossKill(t *testing.T) {
+	needSlixmpp(t)
+	f := newFixture(t, "alice", "bob", "carol")
+	port := fmt.Sprint(f.port)
+	f.python(t, "durability.py", "before", "127.0.0.1", port, "localhost", "--cafile", f.cert)
+	f.proc.cmd.Process.Signal(syscall.SIGKILL)
+	<-f.proc.done
+	f.start(t)
+	f.python(t, "durability.py", "after", "127.0.0.1", port, "localhost", "--cafile", f.cert)
+}
