@@ -14,6 +14,7 @@ version() { git describe --tags --always --dirty 2>/dev/null || echo dev; }
 test_deps() {
   local missing=()
   /usr/bin/python3 -c 'import slixmpp' 2>/dev/null || missing+=(python3-slixmpp)
+  /usr/bin/python3 -c 'import aioxmpp' 2>/dev/null || missing+=(python3-aioxmpp)
   command -v go-sendxmpp >/dev/null || missing+=(go-sendxmpp)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing test dependencies: ${missing[*]}"

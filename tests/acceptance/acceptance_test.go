@@ -304,6 +304,19 @@ func TestIMScenarios(t *testing.T) {
 	f.python(t, "im_scenarios.py", "127.0.0.1", fmt.Sprint(f.port), "localhost", "alice", "alice-pw", "bob", "bob-pw", "--cafile", f.cert)
 }
 
+// TestIMScenariosAioxmpp runs the same scenarios with Debian's
+// python3-aioxmpp, a second, independent client library.
+func TestIMScenariosAioxmpp(t *testing.T) {
+	if err := exec.Command(python, "-c", "import aioxmpp").Run(); err != nil {
+		if os.Getenv("ROOST_ACCEPTANCE") == "require" {
+			t.Fatalf("python3-aioxmpp is not importable (./build.sh test installs it): %v", err)
+		}
+		t.Skip("python3-aioxmpp not installed")
+	}
+	f := newFixture(t, "alice", "bob")
+	f.python(t, "im_scenarios_aioxmpp.py", "127.0.0.1", fmt.Sprint(f.port), "localhost", "alice", "alice-pw", "bob", "bob-pw")
+}
+
 // TestDurabilityAcrossKill: a subscription approval and an offline message
 // that the server acknowledged survive kill -9.
 func TestDurabilityAcrossKill(t *testing.T) {
