@@ -232,6 +232,7 @@ func TestServerIQs(t *testing.T) {
 		{"iq to an offline full JID", "<iq type='get' id='p' to='bob@localhost/gone'><ping xmlns='urn:xmpp:ping'/></iq>", "service-unavailable"},
 		{"iq with two children", "<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/><ping xmlns='urn:xmpp:ping'/></iq>", "bad-request"},
 		{"iq with no child", "<iq type='get' id='p' to='localhost'/>", "bad-request"},
+		{"roster of another user", "<iq type='set' id='p' to='bob@localhost'><query xmlns='jabber:iq:roster'><item jid='x@localhost'/></query></iq>", "forbidden"},
 		{"bad to", "<iq type='get' id='p' to='a@b@c'><ping xmlns='urn:xmpp:ping'/></iq>", "jid-malformed"},
 		{"remote domain", "<iq type='get' id='p' to='example.org'><ping xmlns='urn:xmpp:ping'/></iq>", "remote-server-not-found"},
 	} {

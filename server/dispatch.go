@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"roost/server/c2s"
+	"roost/server/im"
 	"roost/server/jid"
 	"roost/server/router"
 	"roost/server/stanza"
@@ -176,8 +177,13 @@ func (s *Server) toBare(sess *c2s.Session, st *stanza.Stanza, stamped []byte, ba
 		}
 	case stanza.IQ:
 		// RFC 6121 §8.5.2.1.2: the server answers for the account.
-		if ns := string(st.Tok.ChildSpace); ns == nsDiscoInfo || ns == nsDiscoItems {
+		switch ns := string(st.Tok.ChildSpace); {
+		case ns == nsDiscoInfo || ns == nsDiscoItems:
 			s.accountDisco(sess, st, bare, own)
+			return
+		case ns == im.NSRoster && !own:
+			// RFC 6121 §2.1.5: nobody reads or changes another's roster.
+			s.bounce(sess, st, stanza.Forbidden, "only your own roster can be read or changed")
 			return
 		}
 		if own {
