@@ -2,8 +2,10 @@ package server_test
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"roost/server"
 	"roost/storage"
@@ -253,5 +255,100 @@ func TestAccountDisco(t *testing.T) {
 	ping := b.expect("routed ping", func(e *element) bool { return e.attr("id") == "p" })
 	if ping.attr("from") != "a@localhost/1" {
 		t.Fatalf("ping %s", ping)
+	}
+}
+
+// TestUnavailableOnAnyEnd: a session that ends without a goodbye (dropped
+// TCP, stream error) still sends unavailable presence, to contacts and to
+// JIDs it sent directed presence to.
+func TestUnavailableOnAnyEnd(t *testing.T) {
+	ts := startServer(t, nil)
+	for _, u := range []string{"a", "b", "c"} {
+		ts.addUser(t, u, "pw")
+	}
+	b := login(t, ts, "b", "pw", "1")
+	b.send("<presence/>")
+	c := login(t, ts, "c", "pw", "1")
+	c.send("<presence/>")
+	for _, end := range []struct {
+		name string
+		do   func(*rawClient)
+	}{
+		{"dropped TCP", func(a *rawClient) { a.conn.Close() }},
+		{"stream error", func(a *rawClient) { a.send("<message><unclosed></message>") }},
+	} {
+		t.Run(end.name, func(t *testing.T) {
+			a := login(t, ts, "a", "pw", "x")
+			a.send("<presence/>")
+			a.send("<presence to='b@localhost/1'/>") // directed, no subscription
+			a.send("<presence to='c@localhost'/>")
+			b.expect("directed presence", func(e *element) bool { return e.attr("from") == "a@localhost/x" && e.attr("type") == "" })
+			c.expect("directed presence", func(e *element) bool { return e.attr("from") == "a@localhost/x" && e.attr("type") == "" })
+			end.do(a)
+			for _, peer := range []*rawClient{b, c} {
+				peer.expect("unavailable", func(e *element) bool { return e.attr("from") == "a@localhost/x" && e.attr("type") == "unavailable" })
+			}
+		})
+	}
+}
+
+// TestRosterRemoveCancelsBothWays: RFC 6121 §2.5.2.
+func TestRosterRemoveCancelsBothWays(t *testing.T) {
+	ts := startServer(t, nil)
+	ts.addUser(t, "a", "pw")
+	ts.addUser(t, "b", "pw")
+	a := login(t, ts, "a", "pw", "1")
+	b := login(t, ts, "b", "pw", "1")
+	for _, cl := range []*rawClient{a, b} {
+		cl.send("<iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq>")
+		cl.send("<presence/>")
+	}
+	for _, s := range []struct {
+		c      *rawClient
+		to, ty string
+	}{{a, "b", "subscribe"}, {b, "a", "subscribed"}, {b, "a", "subscribe"}, {a, "b", "subscribed"}} {
+		s.c.send("<presence to='" + s.to + "@localhost' type='" + s.ty + "'/>")
+		s.c.collect()
+	}
+	if state(t, ts.Store(), "a", "b@localhost") != "both" || state(t, ts.Store(), "b", "a@localhost") != "both" {
+		t.Fatal("setup did not reach both")
+	}
+	b.collect()
+	a.send("<iq type='set' id='rm'><query xmlns='jabber:iq:roster'><item jid='b@localhost' subscription='remove'/></query></iq>")
+	a.collect()
+	seen := b.collect()
+	if !presenceOfType(seen, "unsubscribe", "a@localhost") || !presenceOfType(seen, "unsubscribed", "a@localhost") || !presenceOfType(seen, "unavailable", "a@localhost/1") {
+		t.Fatalf("b should see unsubscribe, unsubscribed and a's unavailable: %v", seen)
+	}
+	if got := state(t, ts.Store(), "a", "b@localhost"); got != "-" {
+		t.Errorf("a's item: %s", got)
+	}
+	if got := state(t, ts.Store(), "b", "a@localhost"); got != "none" {
+		t.Errorf("b's item: %s", got)
+	}
+}
+
+// TestPresenceNeverWritesTheStore: presence changes leave the bbolt file
+// untouched (SD cards wear out).
+func TestPresenceNeverWritesTheStore(t *testing.T) {
+	ts := startServer(t, nil)
+	ts.addUser(t, "a", "pw")
+	a := login(t, ts, "a", "pw", "1")
+	a.send("<presence/>")
+	a.collect()
+	before, err := os.Stat(ts.Store().Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	for i := 0; i < 50; i++ {
+		a.send(fmt.Sprintf("<presence><show>away</show><status>%d</status></presence>", i))
+	}
+	a.send("<presence type='unavailable'/>")
+	a.send("<presence/>")
+	a.collect()
+	after, _ := os.Stat(ts.Store().Path())
+	if !after.ModTime().Equal(before.ModTime()) || after.Size() != before.Size() {
+		t.Fatalf("the store file changed: %v/%d -> %v/%d", before.ModTime(), before.Size(), after.ModTime(), after.Size())
 	}
 }
