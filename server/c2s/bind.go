@@ -56,12 +56,14 @@ func (c *Conn) bindIQ(tok *xmlscan.Token) (*Session, error) {
 	result = append(result, "'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>"...)
 	result = stanza.AppendEscaped(result, s.full)
 	result = append(result, "</jid></bind></iq>"...)
-	s.q.push(result)
+	// Routable before the client hears it is bound: anything sent to the
+	// new full JID once the client announced it must find it.
 	if old := c.env.Router.Bind(s); old != nil {
 		if o, ok := old.(*Session); ok {
 			o.Close(stanza.StreamConflict, "replaced by a new session for the same resource")
 		}
 	}
+	s.q.push(result)
 	c.log = c.log.With("jid", s.full)
 	s.log = c.log
 	c.log.Debug("c2s: bound")
