@@ -48,9 +48,15 @@ func resolveTo(raw []byte) (t target, ok bool) {
 	return t, true
 }
 
-// Stanza implements c2s.Handler: it applies RFC 6120 §8 and RFC 6121 §8
-// to one stanza from a bound client.
+// Stanza implements c2s.Handler for client streams.
 func (s *Server) Stanza(sess *c2s.Session, st *stanza.Stanza, stamped []byte) {
+	s.Route(sess, st, stamped)
+}
+
+// Route applies RFC 6120 §8 and RFC 6121 §8 to one stanza from a bound
+// session of any transport. stamped is the stanza with from set to the
+// session's full JID.
+func (s *Server) Route(sess im.Session, st *stanza.Stanza, stamped []byte) {
 	if st.Kind == stanza.IQ && !s.validIQ(sess, st) {
 		return
 	}
@@ -108,7 +114,7 @@ func (s *Server) Stanza(sess *c2s.Session, st *stanza.Stanza, stamped []byte) {
 }
 
 // toFull delivers to a full JID of a local account (RFC 6121 §8.5.3).
-func (s *Server) toFull(sess *c2s.Session, st *stanza.Stanza, stamped []byte, t target, sessions []router.Session) {
+func (s *Server) toFull(sess im.Session, st *stanza.Stanza, stamped []byte, t target, sessions []router.Session) {
 	for _, r := range sessions {
 		if r.JID().Resource() == string(t.resource) {
 			if st.Kind == stanza.Presence && isDirected(st.Type) {
@@ -135,7 +141,7 @@ func (s *Server) toFull(sess *c2s.Session, st *stanza.Stanza, stamped []byte, t 
 
 // toBare delivers to a local account's bare JID (RFC 6121 §8.5.2). own is
 // set when the account is the sender's.
-func (s *Server) toBare(sess *c2s.Session, st *stanza.Stanza, stamped []byte, bare []byte, own bool) {
+func (s *Server) toBare(sess im.Session, st *stanza.Stanza, stamped []byte, bare []byte, own bool) {
 	var buf [8]router.Session
 	sessions := s.router.Sessions(bare)
 	switch st.Kind {
@@ -202,7 +208,7 @@ func isDirected(typ []byte) bool {
 
 // validIQ checks the iq rules of RFC 6120 §8.2.3: an id, a known type,
 // and exactly one child for get and set. It answers bad-request otherwise.
-func (s *Server) validIQ(sess *c2s.Session, st *stanza.Stanza) bool {
+func (s *Server) validIQ(sess im.Session, st *stanza.Stanza) bool {
 	switch string(st.Type) {
 	case "get", "set":
 		if len(st.ID) == 0 || st.Tok.Children != 1 {
@@ -222,7 +228,7 @@ func (s *Server) validIQ(sess *c2s.Session, st *stanza.Stanza) bool {
 
 // bounce answers a stanza with an error (RFC 6120 §8.3), except that an
 // error is never answered with an error, nor an iq result.
-func (s *Server) bounce(sess *c2s.Session, st *stanza.Stanza, cond stanza.Condition, text string) {
+func (s *Server) bounce(sess im.Session, st *stanza.Stanza, cond stanza.Condition, text string) {
 	if string(st.Type) == "error" || (st.Kind == stanza.IQ && string(st.Type) == "result") {
 		return
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/xml"
 	"runtime"
 
-	"roost/server/c2s"
 	"roost/server/im"
 	"roost/server/jid"
 	"roost/server/stanza"
@@ -21,7 +20,7 @@ const (
 
 // iqHandler answers one iq get or set addressed to the server (or, for
 // the account's own namespaces, to the user's own bare JID).
-type iqHandler func(s *Server, sess *c2s.Session, st *stanza.Stanza)
+type iqHandler func(s *Server, sess im.Session, st *stanza.Stanza)
 
 // iqHandlers is the feature list: every namespace the server answers,
 // keyed by the namespace of the iq's child element. Anything else gets
@@ -40,7 +39,7 @@ var iqHandlers = map[string]iqHandler{
 var discoFeatures = []string{nsDiscoInfo, nsDiscoItems, nsPing, nsVersion, im.NSRoster}
 
 // serverIQ dispatches an iq for the server itself.
-func (s *Server) serverIQ(sess *c2s.Session, st *stanza.Stanza) {
+func (s *Server) serverIQ(sess im.Session, st *stanza.Stanza) {
 	if t := string(st.Type); t == "result" || t == "error" {
 		return // answers to server-sent iqs (roster pushes): nothing to do
 	}
@@ -53,7 +52,7 @@ func (s *Server) serverIQ(sess *c2s.Session, st *stanza.Stanza) {
 }
 
 // result answers st with an iq result carrying payload (nil for none).
-func (s *Server) result(sess *c2s.Session, st *stanza.Stanza, payload []byte) {
+func (s *Server) result(sess im.Session, st *stanza.Stanza, payload []byte) {
 	from := s.cfg.Domain
 	if st.To != nil {
 		if v, err := stanza.Unescape(st.To); err == nil {
@@ -70,7 +69,7 @@ type discoQuery struct {
 	Node string `xml:"node,attr"`
 }
 
-func (s *Server) discoQuery(sess *c2s.Session, st *stanza.Stanza) (node string, ok bool) {
+func (s *Server) discoQuery(sess im.Session, st *stanza.Stanza) (node string, ok bool) {
 	if string(st.Type) != "get" {
 		s.bounce(sess, st, stanza.BadRequest, "disco queries are type='get'")
 		return "", false
@@ -87,7 +86,7 @@ func (s *Server) discoQuery(sess *c2s.Session, st *stanza.Stanza) (node string, 
 
 // discoInfo answers XEP-0030 disco#info for the server: its identity and
 // the namespaces in iqHandlers.
-func (s *Server) discoInfo(sess *c2s.Session, st *stanza.Stanza) {
+func (s *Server) discoInfo(sess im.Session, st *stanza.Stanza) {
 	node, ok := s.discoQuery(sess, st)
 	if !ok {
 		return
@@ -107,7 +106,7 @@ func (s *Server) discoInfo(sess *c2s.Session, st *stanza.Stanza) {
 }
 
 // discoItems answers XEP-0030 disco#items: the server has no items yet.
-func (s *Server) discoItems(sess *c2s.Session, st *stanza.Stanza) {
+func (s *Server) discoItems(sess im.Session, st *stanza.Stanza) {
 	node, ok := s.discoQuery(sess, st)
 	if !ok {
 		return
@@ -120,7 +119,7 @@ func (s *Server) discoItems(sess *c2s.Session, st *stanza.Stanza) {
 }
 
 // ping answers XEP-0199.
-func (s *Server) ping(sess *c2s.Session, st *stanza.Stanza) {
+func (s *Server) ping(sess im.Session, st *stanza.Stanza) {
 	if string(st.Type) != "get" {
 		s.bounce(sess, st, stanza.BadRequest, "")
 		return
@@ -130,7 +129,7 @@ func (s *Server) ping(sess *c2s.Session, st *stanza.Stanza) {
 
 // version answers XEP-0092 with the software name and version; the
 // operating system is left out (XEP-0092 §5: it helps attackers).
-func (s *Server) version(sess *c2s.Session, st *stanza.Stanza) {
+func (s *Server) version(sess im.Session, st *stanza.Stanza) {
 	if string(st.Type) != "get" {
 		s.bounce(sess, st, stanza.BadRequest, "")
 		return
@@ -143,13 +142,13 @@ func (s *Server) version(sess *c2s.Session, st *stanza.Stanza) {
 
 // session answers the RFC 3921 session establishment iq that old clients
 // still send; RFC 6121 made it a no-op.
-func (s *Server) session(sess *c2s.Session, st *stanza.Stanza) {
+func (s *Server) session(sess im.Session, st *stanza.Stanza) {
 	s.result(sess, st, nil)
 }
 
 // roster passes roster queries on the user's own account to im; a roster
 // query to anyone else's JID is forbidden (RFC 6121 §2.1.5).
-func (s *Server) roster(sess *c2s.Session, st *stanza.Stanza) {
+func (s *Server) roster(sess im.Session, st *stanza.Stanza) {
 	if st.To != nil {
 		t, ok := resolveTo(st.To)
 		if !ok || string(t.bare) != sess.JID().Bare().String() {
@@ -164,7 +163,7 @@ func (s *Server) roster(sess *c2s.Session, st *stanza.Stanza) {
 // account's behalf: to the user and to contacts subscribed to the user's
 // presence; anyone else learns nothing (service-unavailable, as for a
 // JID that does not exist).
-func (s *Server) accountDisco(sess *c2s.Session, st *stanza.Stanza, bare []byte, own bool) {
+func (s *Server) accountDisco(sess im.Session, st *stanza.Stanza, bare []byte, own bool) {
 	if string(st.Type) != "get" {
 		s.bounce(sess, st, stanza.BadRequest, "")
 		return

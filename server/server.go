@@ -259,7 +259,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // that ends for any reason.
 func (s *Server) Closed(sess *c2s.Session) { s.im.Closed(sess) }
 
-func (s *Server) ownPresence(sess *c2s.Session, st *stanza.Stanza, stamped []byte) {
+func (s *Server) ownPresence(sess im.Session, st *stanza.Stanza, stamped []byte) {
 	s.im.OwnPresence(sess, st, stamped)
 }
 

@@ -4,9 +4,9 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"roost/server/im"
 	"roost/server/jid"
 	"roost/server/stanza"
 	"roost/server/xmlscan"
@@ -27,13 +27,7 @@ type Session struct {
 	tok xmlscan.Token
 	st  stanza.Stanza
 
-	available atomic.Bool
-	priority  atomic.Int32
-	rosterReq atomic.Bool
-
-	mu       sync.Mutex
-	presence []byte // last available presence as broadcast, for probes
-	directed map[jid.JID]struct{}
+	im.State // presence, directed presence, roster interest
 
 	closeOnce sync.Once
 }
@@ -46,73 +40,6 @@ func (s *Session) Lang() string { return s.lang }
 
 // RemoteAddr is the peer's network address.
 func (s *Session) RemoteAddr() net.Addr { return s.remote }
-
-// Available reports whether the session has sent available presence.
-func (s *Session) Available() bool { return s.available.Load() }
-
-// Priority is the priority of the last available presence.
-func (s *Session) Priority() int { return int(s.priority.Load()) }
-
-// SetPresence records the session's own presence: available or not, its
-// priority, and the stamped stanza (copied) to answer probes with. It
-// reports whether this was the session's initial presence.
-func (s *Session) SetPresence(available bool, priority int, raw []byte) (initial bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	initial = available && !s.available.Load()
-	if available {
-		s.presence = append(s.presence[:0], raw...)
-	} else {
-		s.presence = nil
-	}
-	s.priority.Store(int32(priority))
-	s.available.Store(available)
-	return initial
-}
-
-// Presence returns a copy of the last available presence, or nil.
-func (s *Session) Presence() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.presence == nil {
-		return nil
-	}
-	return append([]byte(nil), s.presence...)
-}
-
-// AddDirected remembers that the session sent directed presence to j, so
-// that j gets unavailable presence when the session ends (RFC 6121 §4.6).
-func (s *Session) AddDirected(j jid.JID, available bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !available {
-		delete(s.directed, j)
-		return
-	}
-	if s.directed == nil {
-		s.directed = make(map[jid.JID]struct{})
-	}
-	s.directed[j] = struct{}{}
-}
-
-// TakeDirected returns and forgets the JIDs that got directed presence.
-func (s *Session) TakeDirected() []jid.JID {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]jid.JID, 0, len(s.directed))
-	for j := range s.directed {
-		out = append(out, j)
-	}
-	s.directed = nil
-	return out
-}
-
-// RequestedRoster marks that the client fetched its roster, which makes it
-// an interested resource that gets roster pushes (RFC 6121 §2.1.6).
-func (s *Session) RequestedRoster() { s.rosterReq.Store(true) }
-
-// Interested reports whether the client fetched its roster.
-func (s *Session) Interested() bool { return s.rosterReq.Load() }
 
 // Deliver queues stanza bytes for the client. It never blocks.
 func (s *Session) Deliver(b []byte) bool { return s.q.push(b) }
