@@ -40,7 +40,7 @@ type Options struct {
 }
 
 // schemaVersion is the layout this code reads and writes.
-const schemaVersion = 2
+const schemaVersion = 3
 
 var (
 	bucketMeta    = []byte("meta")
@@ -48,6 +48,7 @@ var (
 	bucketRosters = []byte("rosters")
 	bucketPending = []byte("pending") // per user: contact bare JID -> the inbound subscribe stanza
 	bucketOffline = []byte("offline") // per user: sequence number -> stored message stanza
+	bucketDevices = []byte("devices") // device name -> Device
 	keySchema     = []byte("schema_version")
 	keySecret     = []byte("server_secret")
 	keyVer        = []byte("\x00ver") // roster version inside a user's roster bucket; sorts before JIDs
@@ -74,6 +75,10 @@ var migrations = []func(tx *bolt.Tx) error{
 			}
 		}
 		return nil
+	},
+	2: func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketDevices)
+		return err
 	},
 }
 

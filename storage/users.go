@@ -61,11 +61,10 @@ func (s *Store) AddUser(local, password string) error {
 		return fmt.Errorf("add user %s: %w", local, err)
 	}
 	return s.Update(func(tx *Tx) error {
-		b := tx.tx.Bucket(bucketUsers)
-		if b.Get([]byte(local)) != nil {
+		if exists, _ := tx.UserExists(local); exists {
 			return fmt.Errorf("add user %s: %w", local, ErrExists)
 		}
-		return putJSON(b, []byte(local), rec)
+		return putJSON(tx.tx.Bucket(bucketUsers), []byte(local), rec)
 	})
 }
 
@@ -96,15 +95,7 @@ func (s *Store) DeleteUser(local string) error {
 		if err := b.Delete([]byte(local)); err != nil {
 			return err
 		}
-		for _, name := range [][]byte{bucketRosters, bucketPending, bucketOffline} {
-			r := tx.tx.Bucket(name)
-			if r.Bucket([]byte(local)) != nil {
-				if err := r.DeleteBucket([]byte(local)); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+		return tx.deleteAccountData(local)
 	})
 }
 
@@ -124,15 +115,28 @@ func (s *Store) Users() ([]string, error) {
 func (s *Store) UserExists(local string) (bool, error) {
 	var ok bool
 	err := s.View(func(tx *Tx) error {
-		ok = tx.tx.Bucket(bucketUsers).Get([]byte(local)) != nil
+		ok, _ = tx.UserExists(local)
 		return nil
 	})
 	return ok, err
 }
 
-// UserExists reports whether the account exists.
+// UserExists reports whether the account exists: a user or a device.
 func (tx *Tx) UserExists(local string) (bool, error) {
-	return tx.tx.Bucket(bucketUsers).Get([]byte(local)) != nil, nil
+	return tx.tx.Bucket(bucketUsers).Get([]byte(local)) != nil || tx.tx.Bucket(bucketDevices).Get([]byte(local)) != nil, nil
+}
+
+// deleteAccountData removes what an account owns besides its record.
+func (tx *Tx) deleteAccountData(local string) error {
+	for _, name := range [][]byte{bucketRosters, bucketPending, bucketOffline} {
+		r := tx.tx.Bucket(name)
+		if r.Bucket([]byte(local)) != nil {
+			if err := r.DeleteBucket([]byte(local)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Credentials returns the stored SCRAM credentials for h; ErrNotFound for
