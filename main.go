@@ -44,6 +44,11 @@ commands:
   user passwd JID      change an account's password (from standard input)
   user del JID         delete an account and its roster
   user list            list accounts
+  device add [-kind K] [-label L] [-owner JID[,JID]] NAME
+                       add a DTLS device; prints its JID, PSK identity and PSK (once)
+  device list          list devices (never prints keys)
+  device del NAME      delete a device and its account data
+  device rekey NAME    give a device a new PSK (printed once)
   check-config         load and validate the configuration, print it
   version              print the version
 
@@ -66,6 +71,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdRun(args[1:], stderr)
 	case "user":
 		err = cmdUser(args[1:], stdin, stdout, stderr)
+	case "device":
+		err = cmdDevice(args[1:], stdout)
 	case "check-config":
 		err = cmdCheckConfig(args[1:], stdout)
 	case "version", "-version", "--version":
@@ -145,6 +152,54 @@ func cmdCheckConfig(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "config OK: domain %s, data_dir %s, c2s %q, c2s_tls %q, tls.required %v\n",
 		cfg.Domain, cfg.DataDir, cfg.Listen.C2S, cfg.Listen.C2STLS, cfg.TLS.Required)
+	return nil
+}
+
+func cmdDevice(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"device: give add, del, rekey or list"}
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("roost device "+sub, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	path := fs.String("config", "", "configuration file")
+	kind := fs.String("kind", "", "device kind, for example thermometer")
+	label := fs.String("label", "", "a human name, shown in owners' rosters")
+	owner := fs.String("owner", "", "bare JID(s) of owners, comma separated")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{fmt.Sprintf("device %s: %v", sub, err)}
+	}
+	cfg, err := server.LoadConfig(defaultConfig, *path)
+	if err != nil {
+		return err
+	}
+	req := control.Request{Op: "device." + sub, Kind: *kind, Label: *label, Owner: *owner}
+	switch sub {
+	case "list":
+		if fs.NArg() != 0 {
+			return usageError{"device list takes no arguments"}
+		}
+	case "add", "del", "rekey":
+		if fs.NArg() != 1 {
+			return usageError{fmt.Sprintf("device %s needs exactly one NAME, for example thermo1", sub)}
+		}
+		req.JID = fs.Arg(0)
+	default:
+		return usageError{fmt.Sprintf("device: unknown subcommand %q", sub)}
+	}
+	resp, via, err := administer(cfg, req)
+	if err != nil {
+		return err
+	}
+	if resp.Error != "" {
+		return errors.New(resp.Error)
+	}
+	if resp.Message != "" {
+		fmt.Fprintf(stdout, "%s (%s)\n", resp.Message, via)
+	}
+	for _, l := range resp.Lines {
+		fmt.Fprintln(stdout, l)
+	}
 	return nil
 }
 

@@ -1,9 +1,12 @@
 package server
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 
+	"roost/devices"
 	"roost/server/control"
 	"roost/server/jid"
 	"roost/storage"
@@ -33,6 +36,8 @@ func (a Admin) Do(req control.Request) control.Response {
 	case "user.add", "user.passwd", "user.del":
 	case "status":
 		return control.Response{Message: "running"}
+	case "device.add", "device.del", "device.rekey", "device.list":
+		return a.device(req)
 	default:
 		return control.Response{Error: fmt.Sprintf("unknown command %q", req.Op)}
 	}
@@ -106,3 +111,57 @@ func (s *Server) startControl() error {
 	}, s.log)
 	return nil
 }
+
+// device runs the device commands.
+func (a Admin) device(req control.Request) control.Response {
+	if req.Op == "device.list" {
+		list, err := devices.List(a.Store)
+		if err != nil {
+			return control.Response{Error: err.Error()}
+		}
+		var lines []string
+		for _, d := range list {
+			lines = append(lines, fmt.Sprintf("%s@%s\tkind=%s\tlabel=%q\towners=%s", d.Name, a.Domain, d.Kind, d.Label, strings.Join(d.Owners, ",")))
+		}
+		return control.Response{Lines: lines}
+	}
+	if req.JID == "" {
+		return control.Response{Error: "give the device's name, for example thermo1"}
+	}
+	name := strings.TrimSuffix(req.JID, "@"+a.Domain)
+	show := func(verb string, d storage.Device) control.Response {
+		return control.Response{Message: fmt.Sprintf("%s device %s@%s", verb, d.Name, a.Domain), Lines: []string{
+			"identity: " + devices.Identity(d, a.Domain),
+			"psk:      " + hex.EncodeToString(d.PSK) + "   (shown once: put it in the device now)",
+		}}
+	}
+	switch req.Op {
+	case "device.add":
+		var owners []string
+		if req.Owner != "" {
+			owners = strings.Split(req.Owner, ",")
+		}
+		d, err := devices.Add(a.Store, a.Domain, name, req.Kind, req.Label, owners)
+		if errors.Is(err, storage.ErrExists) {
+			return control.Response{Error: fmt.Sprintf("%s@%s exists already (a user or a device)", name, a.Domain)}
+		} else if err != nil {
+			return control.Response{Error: err.Error()}
+		}
+		return show("added", d)
+	case "device.rekey":
+		d, err := devices.Rekey(a.Store, name)
+		if errors.Is(err, storage.ErrNotFound) {
+			return control.Response{Error: fmt.Sprintf("no device %s@%s", name, a.Domain)}
+		} else if err != nil {
+			return control.Response{Error: err.Error()}
+		}
+		return show("new key for", d)
+	}
+	if err := devices.Delete(a.Store, name); errors.Is(err, storage.ErrNotFound) {
+		return control.Response{Error: fmt.Sprintf("no device %s@%s", name, a.Domain)}
+	} else if err != nil {
+		return control.Response{Error: err.Error()}
+	}
+	return control.Response{Message: fmt.Sprintf("deleted device %s@%s", name, a.Domain)}
+}
+

@@ -18,9 +18,12 @@ import (
 
 // Request is one administrative command.
 type Request struct {
-	Op       string `json:"op"` // user.add, user.del, user.passwd, user.list, status
+	Op       string `json:"op"` // user.add|del|passwd|list, device.add|del|rekey|list, status
 	JID      string `json:"jid,omitempty"`
 	Password string `json:"password,omitempty"`
+	Kind     string `json:"kind,omitempty"`
+	Label    string `json:"label,omitempty"`
+	Owner    string `json:"owner,omitempty"`
 }
 
 // Response is the answer to a Request.
@@ -28,6 +31,7 @@ type Response struct {
 	Error   string   `json:"error,omitempty"`
 	Message string   `json:"message,omitempty"`
 	Users   []string `json:"users,omitempty"`
+	Lines   []string `json:"lines,omitempty"` // more output, one line each
 }
 
 // Handler executes a request.

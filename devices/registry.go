@@ -1,0 +1,135 @@
+// Package devices is the device side of Roost: the registry of
+// constrained sensors and controllers (JID, pre-shared key, kind, label,
+// metadata, owners). The DTLS datagram binding that turns an
+// authenticated association into a routed session is in devices/datagram.
+//
+// A device is an account like a user: it has a roster, gets offline
+// messages and subscriptions. Its owners are subscribed to it both ways
+// when it is created, so a controller sees every sensor it owns come and
+// go without a subscription dance.
+package devices
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"roost/server/jid"
+	"roost/storage"
+)
+
+// PSKBytes is the size of a generated pre-shared key: 128 bits, the key
+// size of the AES-128 PSK suites.
+const PSKBytes = 16
+
+// DefaultResource is the resource in the PSK identity `device add` prints.
+const DefaultResource = "device"
+
+// Identity is the PSK identity a device presents: its full JID.
+func Identity(d storage.Device, domain string) string {
+	return d.Name + "@" + domain + "/" + DefaultResource
+}
+
+// Add creates a device account with a random PSK. owners are bare JIDs of
+// local accounts; each gets a mutual (both) subscription with the device.
+func Add(st *storage.Store, domain, name, kind, label string, owners []string) (storage.Device, error) {
+	local, err := jid.PrepareLocal(name)
+	if err != nil {
+		return storage.Device{}, fmt.Errorf("device name %q: %w", name, err)
+	}
+	psk := make([]byte, PSKBytes)
+	if _, err := rand.Read(psk); err != nil {
+		return storage.Device{}, err
+	}
+	d := storage.Device{Name: local, Kind: kind, Label: label, PSK: psk, Created: time.Now().UTC()}
+	var ownerJIDs []jid.JID
+	for _, o := range owners {
+		j, err := jid.Parse(o)
+		if err == nil && j.Local() == "" {
+			j, err = jid.New(o, domain, "")
+		}
+		if err != nil || j.Domain() != domain || j.Resource() != "" {
+			return storage.Device{}, fmt.Errorf("owner %q: give the bare JID of an account on %s", o, domain)
+		}
+		ownerJIDs = append(ownerJIDs, j)
+		d.Owners = append(d.Owners, j.String())
+	}
+	devJID := local + "@" + domain
+	err = st.Update(func(tx *storage.Tx) error {
+		if err := tx.AddDevice(d); err != nil {
+			return err
+		}
+		for _, o := range ownerJIDs {
+			if ok, _ := tx.UserExists(o.Local()); !ok {
+				return fmt.Errorf("owner %s: no such account", o)
+			}
+			if _, err := tx.PutRosterItem(o.Local(), storage.RosterItem{JID: devJID, Name: label, Subscription: "both", Groups: []string{"Devices"}}); err != nil {
+				return err
+			}
+			if _, err := tx.PutRosterItem(local, storage.RosterItem{JID: o.String(), Subscription: "both"}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return storage.Device{}, err
+	}
+	return d, nil
+}
+
+// Rekey gives a device a new random PSK and returns it; the old key stops
+// working at the device's next handshake.
+func Rekey(st *storage.Store, name string) (storage.Device, error) {
+	var d storage.Device
+	err := st.Update(func(tx *storage.Tx) error {
+		var err error
+		if d, err = tx.Device(name); err != nil {
+			return err
+		}
+		d.PSK = make([]byte, PSKBytes)
+		if _, err := rand.Read(d.PSK); err != nil {
+			return err
+		}
+		return tx.PutDevice(d)
+	})
+	return d, err
+}
+
+// Delete removes a device and everything its account held.
+func Delete(st *storage.Store, name string) error {
+	return st.Update(func(tx *storage.Tx) error { return tx.DeleteDevice(name) })
+}
+
+// List returns every device.
+func List(st *storage.Store) ([]storage.Device, error) {
+	var out []storage.Device
+	err := st.View(func(tx *storage.Tx) error {
+		var err error
+		out, err = tx.Devices()
+		return err
+	})
+	return out, err
+}
+
+// ErrUnknown is returned for a PSK identity that names no device.
+var ErrUnknown = errors.New("unknown device")
+
+// Lookup returns the device a PSK identity names, checking its domain.
+func Lookup(st *storage.Store, domain, identity string) (storage.Device, jid.JID, error) {
+	j, err := jid.Parse(identity)
+	if err != nil || j.Local() == "" || j.Domain() != domain {
+		return storage.Device{}, jid.JID{}, fmt.Errorf("%w: identity %q is not local@%s/resource", ErrUnknown, identity, domain)
+	}
+	if j.Resource() == "" {
+		if j, err = j.WithResource(DefaultResource); err != nil {
+			return storage.Device{}, jid.JID{}, err
+		}
+	}
+	d, err := st.Device(j.Local())
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.Device{}, jid.JID{}, fmt.Errorf("%w: %s", ErrUnknown, j.Bare())
+	}
+	return d, j, err
+}
