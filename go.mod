@@ -3,6 +3,7 @@ module roost
 go 1.26.8
 
 require (
+	github.com/pion/dtls/v3 v3.1.15
 	github.com/xdg-go/scram v1.4.0
 	github.com/xmppo/go-xmpp v0.4.1
 	go.etcd.io/bbolt v1.5.0
@@ -13,7 +14,6 @@ require (
 
 require (
 	github.com/google/uuid v1.6.0 // indirect
-	github.com/pion/dtls/v3 v3.1.15 // indirect
 	github.com/pion/logging v0.2.4 // indirect
 	github.com/pion/transport/v5 v5.0.0 // indirect
 	github.com/xdg-go/stringprep v1.0.4 // indirect

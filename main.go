@@ -28,6 +28,7 @@ import (
 
 	"golang.org/x/term"
 
+	"roost/devices/datagram"
 	"roost/server"
 	"roost/server/control"
 	"roost/storage"
@@ -131,11 +132,21 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if err := srv.Start(); err != nil {
 		return err
 	}
+	var dl *datagram.Listener
+	if cfg.Listen.DTLS != "" {
+		if dl, err = datagram.Listen(srv, cfg.Listen.DTLS, log); err != nil {
+			srv.Shutdown(context.Background())
+			return err
+		}
+	}
 	log.Info("roost started", "version", server.Version, "domain", cfg.Domain, "data_dir", cfg.DataDir, "certificate", srv.CertPath(), "startup", time.Since(start).Round(time.Microsecond))
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	got := <-sig
 	log.Info("shutting down", "signal", got.String())
+	if dl != nil {
+		dl.Close() // devices first: their sessions leave while the store is open
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {

@@ -28,9 +28,10 @@ type Config struct {
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
 
-	Listen ListenConfig `json:"listen"`
-	TLS    TLSConfig    `json:"tls"`
-	Limits LimitsConfig `json:"limits"`
+	Listen  ListenConfig  `json:"listen"`
+	TLS     TLSConfig     `json:"tls"`
+	Limits  LimitsConfig  `json:"limits"`
+	Devices DevicesConfig `json:"devices"`
 
 	// ScramIterations is the PBKDF2 iteration count for new passwords
 	// (RFC 5802 §5.1 asks for at least 4096).
@@ -42,6 +43,23 @@ type Config struct {
 type ListenConfig struct {
 	C2S    string `json:"c2s"`     // client streams with STARTTLS (RFC 6120)
 	C2STLS string `json:"c2s_tls"` // client streams over direct TLS (XEP-0368)
+	DTLS   string `json:"dtls"`    // devices over DTLS 1.2 with a pre-shared key (UDP)
+}
+
+// DevicesConfig tunes the DTLS device side.
+type DevicesConfig struct {
+	// IdleTimeout ends a device session (unavailable presence) when no
+	// datagram arrived for this long; any datagram is a keepalive.
+	IdleTimeout Duration `json:"idle_timeout"`
+	// HandshakeTimeout bounds one DTLS handshake. A wrong PSK shows only
+	// as a timeout, so this is also how long a bad key takes to fail.
+	HandshakeTimeout Duration `json:"handshake_timeout"`
+	// MaxHandshakes is how many handshakes may run at once; more are
+	// dropped (a power cut brings every sensor back at the same moment).
+	MaxHandshakes int `json:"max_handshakes"`
+	// HandshakeFailuresPerMinute is how many failed handshakes one address
+	// may cause per minute before its new attempts are refused.
+	HandshakeFailuresPerMinute int `json:"handshake_failures_per_minute"`
 }
 
 // TLSConfig selects the certificate and whether encryption is mandatory.
@@ -67,6 +85,7 @@ type LimitsConfig struct {
 	SessionsPerUser       int      `json:"sessions_per_user"`        // resources one account may bind at once
 	RosterItems           int      `json:"roster_items"`             // roster entries one account may hold
 	OfflineMessages       int      `json:"offline_messages"`         // messages kept for an account with no available resource (XEP-0160)
+	DatagramBytes         int      `json:"datagram_bytes"`           // largest stanza sent to a DTLS device in one datagram
 }
 
 // Duration is a time.Duration written in JSON as a Go duration string ("30s").
@@ -184,7 +203,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("key \"log_level\": %q is not one of debug, info, warn, error", c.LogLevel)
 	}
-	for key, addr := range map[string]string{"listen.c2s": c.Listen.C2S, "listen.c2s_tls": c.Listen.C2STLS} {
+	for key, addr := range map[string]string{"listen.c2s": c.Listen.C2S, "listen.c2s_tls": c.Listen.C2STLS, "listen.dtls": c.Listen.DTLS} {
 		if addr == "" {
 			continue
 		}
@@ -214,6 +233,9 @@ func (c *Config) Validate() error {
 		{"limits.sessions_per_user", l.SessionsPerUser, 1},
 		{"limits.roster_items", l.RosterItems, 1},
 		{"limits.offline_messages", l.OfflineMessages, 0},
+		{"limits.datagram_bytes", l.DatagramBytes, 256},
+		{"devices.max_handshakes", c.Devices.MaxHandshakes, 1},
+		{"devices.handshake_failures_per_minute", c.Devices.HandshakeFailuresPerMinute, 1},
 		{"scram_iterations", c.ScramIterations, 4096},
 	}
 	for _, ch := range checks {
@@ -223,6 +245,9 @@ func (c *Config) Validate() error {
 	}
 	if l.AuthTimeout.D() < time.Second {
 		return fmt.Errorf("key \"limits.auth_timeout\": %s is too short (at least 1s)", l.AuthTimeout.D())
+	}
+	if c.Devices.IdleTimeout.D() < time.Second || c.Devices.HandshakeTimeout.D() < 100*time.Millisecond {
+		return errors.New(`keys "devices.idle_timeout" and "devices.handshake_timeout": at least 1s and 100ms`)
 	}
 	if l.WriteTimeout.D() < time.Second {
 		return fmt.Errorf("key \"limits.write_timeout\": %s is too short (at least 1s)", l.WriteTimeout.D())

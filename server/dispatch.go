@@ -120,7 +120,7 @@ func (s *Server) toFull(sess im.Session, st *stanza.Stanza, stamped []byte, t ta
 			if st.Kind == stanza.Presence && isDirected(st.Type) {
 				sess.AddDirected(r.JID(), len(st.Type) == 0)
 			}
-			r.Deliver(stamped)
+			s.deliver(sess, st, r, stamped)
 			return
 		}
 	}
@@ -166,7 +166,7 @@ func (s *Server) toBare(sess im.Session, st *stanza.Stanza, stamped []byte, bare
 			return
 		}
 		for _, r := range targets {
-			r.Deliver(stamped)
+			s.deliver(sess, st, r, stamped)
 		}
 	case stanza.Presence:
 		if !isDirected(st.Type) {
@@ -251,4 +251,20 @@ func (s *Server) userExists(local []byte) bool {
 		return false
 	}
 	return ok
+}
+
+// limited is a session that takes stanzas only up to a size: a DTLS
+// device, whose stanzas must each fit one datagram.
+type limited interface {
+	MaxStanzaBytes() int
+}
+
+// deliver hands stamped to r, or answers resource-constraint when r
+// cannot take a stanza that large (issue 5: no IP fragmentation).
+func (s *Server) deliver(sess im.Session, st *stanza.Stanza, r router.Session, stamped []byte) {
+	if l, ok := r.(limited); ok && len(stamped) > l.MaxStanzaBytes() {
+		s.bounce(sess, st, stanza.ResourceConstraint, "too large for the recipient's datagram size")
+		return
+	}
+	r.Deliver(stamped)
 }

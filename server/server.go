@@ -312,6 +312,32 @@ var (
 	_ im.Session  = (*c2s.Session)(nil)
 )
 
+// Config is the configuration the server runs with.
+func (s *Server) Config() *Config { return s.cfg }
+
+// closer is a session that can be ended with a stream error.
+type closer interface {
+	Close(cond stanza.StreamCondition, text string)
+}
+
+// Bind puts a session of any transport in the routing table. A session
+// already bound with the same full JID is replaced and closed (RFC 6120
+// §7.7.2.2).
+func (s *Server) Bind(sess im.Session) {
+	if old := s.router.Bind(sess); old != nil {
+		if o, ok := old.(closer); ok {
+			o.Close(stanza.StreamConflict, "replaced by a new session for the same resource")
+		}
+	}
+}
+
+// Leave takes a session out of the routing table and sends unavailable
+// presence for it if it was available.
+func (s *Server) Leave(sess im.Session) {
+	s.router.Unbind(sess)
+	s.im.Closed(sess)
+}
+
 // BindLocal binds a session for full that is not negotiated over a client
 // stream (an in-process transport, or a benchmark) and writes to nc. The
 // session leaves the routing table when Unbind is called.
