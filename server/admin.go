@@ -164,4 +164,3 @@ func (a Admin) device(req control.Request) control.Response {
 	}
 	return control.Response{Message: fmt.Sprintf("deleted device %s@%s", name, a.Domain)}
 }
-
