@@ -14,11 +14,13 @@ import (
 	"bufio"
 	"context"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -28,7 +30,9 @@ import (
 
 	"golang.org/x/term"
 
+	"roost/devices"
 	"roost/devices/datagram"
+	"roost/devices/simulator"
 	"roost/server"
 	"roost/server/control"
 	"roost/storage"
@@ -50,6 +54,9 @@ commands:
   device list          list devices (never prints keys)
   device del NAME      delete a device and its account data
   device rekey NAME    give a device a new PSK (printed once)
+  device simulate -psk HEX [-every 5s] [-server HOST:PORT] NAME
+                       run a virtual sensor over DTLS: reports a reading, answers
+                       the XEP-0050 commands "read" and "set"
   check-config         load and validate the configuration, print it
   version              print the version
 
@@ -177,6 +184,9 @@ func cmdDevice(args []string, stdout io.Writer) error {
 	kind := fs.String("kind", "", "device kind, for example thermometer")
 	label := fs.String("label", "", "a human name, shown in owners' rosters")
 	owner := fs.String("owner", "", "bare JID(s) of owners, comma separated")
+	pskHex := fs.String("psk", "", "simulate: the device's PSK in hex, as device add printed it")
+	every := fs.Duration("every", 5*time.Second, "simulate: how often to report a reading")
+	target := fs.String("server", "", "simulate: the gateway's DTLS address (default: listen.dtls, on 127.0.0.1)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{fmt.Sprintf("device %s: %v", sub, err)}
 	}
@@ -186,6 +196,11 @@ func cmdDevice(args []string, stdout io.Writer) error {
 	}
 	req := control.Request{Op: "device." + sub, Kind: *kind, Label: *label, Owner: *owner}
 	switch sub {
+	case "simulate":
+		if fs.NArg() != 1 || *pskHex == "" {
+			return usageError{"device simulate needs -psk HEX and the device NAME"}
+		}
+		return simulate(cfg, fs.Arg(0), *pskHex, *target, *every)
 	case "list":
 		if fs.NArg() != 0 {
 			return usageError{"device list takes no arguments"}
@@ -307,4 +322,38 @@ func readPassword(stdin io.Reader, stderr io.Writer) (string, error) {
 		return "", errors.New("read password: give it on standard input, for example: echo 'secret' | roost user add alice@localhost")
 	}
 	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// simulate runs a virtual sensor until interrupted.
+func simulate(cfg *server.Config, name, pskHex, target string, every time.Duration) error {
+	psk, err := hex.DecodeString(pskHex)
+	if err != nil || len(psk) == 0 {
+		return fmt.Errorf("-psk: want the hex key device add printed: %v", err)
+	}
+	if target == "" {
+		if cfg.Listen.DTLS == "" {
+			return errors.New("listen.dtls is off in this config: give -server HOST:PORT")
+		}
+		host, port, _ := net.SplitHostPort(cfg.Listen.DTLS)
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "127.0.0.1"
+		}
+		target = net.JoinHostPort(host, port)
+	}
+	identity := name
+	if !strings.Contains(name, "@") {
+		identity = name + "@" + cfg.Domain + "/" + devices.DefaultResource
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	dctx, cancel := context.WithTimeout(ctx, cfg.Devices.HandshakeTimeout.D()+5*time.Second)
+	s, err := simulator.Dial(dctx, simulator.Options{Server: target, Identity: identity, PSK: psk, Every: every, Log: log})
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	log.Info("simulated device online", "identity", identity, "server", target, "every", every)
+	return s.Run(ctx)
 }

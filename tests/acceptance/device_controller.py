@@ -76,7 +76,7 @@ async def main(a):
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         try:
-            await c.plugin["xep_0050"].send_command(f"ghost-{a.device}@{a.domain}/device", a.command, timeout=10)
+            await c.plugin["xep_0050"].send_command(f"{a.offline}@{a.domain}/device", a.command, timeout=10)
             checks["a command to an offline device fails at once"] = False
         except IqError as e:
             checks["a command to an offline device fails at once"] = \
@@ -107,6 +107,7 @@ if __name__ == "__main__":
         p.add_argument(name, type=int if name == "port" else str)
     p.add_argument("--cafile", required=True)
     p.add_argument("--command", default="")
+    p.add_argument("--offline", default="ghost", help="a device that is not connected")
     a = p.parse_args()
     logging.basicConfig(level=logging.CRITICAL)
     sys.exit(asyncio.run(main(a)))

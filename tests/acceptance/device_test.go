@@ -120,3 +120,28 @@ func TestDeviceOverOpenSSL(t *testing.T) {
 		t.Fatalf("controller failed; server log:\n%s", d.proc.logs)
 	}
 }
+
+// TestDeviceCommands: a slixmpp controller runs the XEP-0050 "read"
+// command on a simulated device (roost device simulate) and gets the
+// reading; a command to a device that is not connected fails at once.
+func TestDeviceCommands(t *testing.T) {
+	needSlixmpp(t)
+	d := newDeviceFixture(t, "thermo1")
+	if out, err := roost(t, d.bin, d.dir, "", "device", "add", "-config", "c.json", "-owner", "alice", "thermo2"); err != nil {
+		t.Fatalf("device add: %v\n%s", err, out)
+	}
+	wait := d.controller(t, "--command", "read", "--offline", "thermo2")
+	sim := exec.Command(d.bin, "device", "simulate", "-config", "c.json", "-psk", d.psk, "-every", "1s", "thermo1")
+	sim.Dir = d.dir
+	var simOut syncBuffer
+	sim.Stdout, sim.Stderr = &simOut, &simOut
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sim.Process.Kill(); sim.Wait() }()
+	res := wait()
+	t.Logf("controller:\n%s\nsimulator:\n%s", res, simOut.String())
+	if !strings.Contains(res, "PASS") {
+		t.Fatalf("controller failed; server log:\n%s", d.proc.logs)
+	}
+}
