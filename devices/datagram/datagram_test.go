@@ -1,0 +1,343 @@
+package datagram_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/xml"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/dtls/v3"
+
+	"roost/devices"
+	"roost/devices/datagram"
+	"roost/server"
+)
+
+type rig struct {
+	srv  *server.Server
+	dl   *datagram.Listener
+	psk  []byte
+	pem  []byte
+	addr string // c2s
+}
+
+func start(t *testing.T) *rig {
+	t.Helper()
+	defaults, err := os.ReadFile("../../config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := server.LoadConfig(defaults, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = t.TempDir()
+	cfg.Listen.C2S, cfg.Listen.C2STLS = "127.0.0.1:0", ""
+	cfg.Devices.HandshakeTimeout = server.Duration(time.Second)
+	cfg.Devices.HandshakeFailuresPerMinute = 3
+	cfg.Limits.DatagramBytes = 600
+	level := slog.LevelWarn
+	if os.Getenv("ROOST_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	srv := server.New(cfg, log)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Store().AddUser("alice", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	d, err := devices.Add(srv.Store(), "localhost", "sensor", "thermometer", "Kitchen", []string{"alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := datagram.Listen(srv, "127.0.0.1:0", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		dl.Close()
+		srv.Shutdown(context.Background())
+	})
+	pem, _ := os.ReadFile(srv.CertPath())
+	return &rig{srv: srv, dl: dl, psk: d.PSK, pem: pem, addr: srv.Addrs()[0].String()}
+}
+
+// swapConn is a UDP socket the test can replace mid-session, as a NAT
+// rebinding or a DHCP change would.
+type swapConn struct {
+	mu       sync.Mutex
+	c        *net.UDPConn
+	deadline time.Time
+}
+
+func (s *swapConn) cur() (*net.UDPConn, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.c, s.deadline
+}
+
+func (s *swapConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		c, dl := s.cur()
+		wait := time.Now().Add(100 * time.Millisecond)
+		if !dl.IsZero() && dl.Before(wait) {
+			wait = dl
+		}
+		c.SetReadDeadline(wait)
+		n, a, err := c.ReadFrom(p)
+		if err == nil {
+			return n, a, nil
+		}
+		now, _ := s.cur()
+		if now != c {
+			continue // swapped under us: read from the new socket
+		}
+		if ne, ok := err.(net.Error); ok && ne.Timeout() && (dl.IsZero() || time.Now().Before(dl)) {
+			continue
+		}
+		return n, a, err
+	}
+}
+func (s *swapConn) WriteTo(p []byte, a net.Addr) (int, error) {
+	c, _ := s.cur()
+	return c.WriteTo(p, a)
+}
+func (s *swapConn) Close() error                  { c, _ := s.cur(); return c.Close() }
+func (s *swapConn) LocalAddr() net.Addr           { c, _ := s.cur(); return c.LocalAddr() }
+func (s *swapConn) SetDeadline(t time.Time) error { return s.SetReadDeadline(t) }
+func (s *swapConn) SetReadDeadline(t time.Time) error {
+	s.mu.Lock()
+	s.deadline = t
+	s.mu.Unlock()
+	return nil
+}
+func (s *swapConn) SetWriteDeadline(t time.Time) error { return nil }
+func (s *swapConn) swap(t *testing.T) {
+	n, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	old := s.c
+	s.c = n
+	s.mu.Unlock()
+	old.Close()
+}
+
+// device dials the listener as a DTLS client with Connection IDs.
+func (r *rig) device(t *testing.T, psk []byte) (*dtls.Conn, *swapConn, error) {
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := &swapConn{c: udp}
+	c, err := dtls.Client(sc, r.dl.Addr(), &dtls.Config{
+		PSK:                   func([]byte) ([]byte, error) { return psk, nil },
+		PSKIdentityHint:       []byte("sensor@localhost/device"),
+		CipherSuites:          []dtls.CipherSuiteID{dtls.TLS_PSK_WITH_AES_128_CCM_8},
+		ConnectionIDGenerator: dtls.OnlySendCIDGenerator(),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, sc, nil
+}
+
+// owner logs alice in over STARTTLS with PLAIN and returns a decoder.
+type owner struct {
+	t    *testing.T
+	conn net.Conn
+	dec  *xml.Decoder
+}
+
+func (r *rig) owner(t *testing.T) *owner {
+	t.Helper()
+	c, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	hdr := "<stream:stream to='localhost' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
+	o := &owner{t: t, conn: c, dec: xml.NewDecoder(c)}
+	io.WriteString(c, hdr)
+	o.until("features")
+	io.WriteString(c, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+	o.until("proceed")
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(r.pem)
+	tc := tls.Client(c, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	o.conn, o.dec = tc, xml.NewDecoder(tc)
+	io.WriteString(tc, hdr)
+	o.until("features")
+	io.WriteString(tc, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"+base64.StdEncoding.EncodeToString([]byte("\x00alice\x00pw"))+"</auth>")
+	o.until("success")
+	o.dec = xml.NewDecoder(tc)
+	io.WriteString(tc, hdr)
+	o.until("features")
+	io.WriteString(tc, "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>ctl</resource></bind></iq><presence/>")
+	o.until("iq")
+	return o
+}
+
+type el struct {
+	XMLName xml.Name
+	Type    string `xml:"type,attr"`
+	From    string `xml:"from,attr"`
+	Inner   string `xml:",innerxml"`
+}
+
+// until reads elements until one named name; it returns it.
+func (o *owner) until(name string) *el {
+	o.t.Helper()
+	return o.match(name, func(*el) bool { return true })
+}
+
+func (o *owner) match(name string, ok func(*el) bool) *el {
+	o.t.Helper()
+	o.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		tok, err := o.dec.Token()
+		if err != nil {
+			o.t.Fatalf("waiting for <%s>: %v", name, err)
+		}
+		se, isStart := tok.(xml.StartElement)
+		if !isStart || se.Name.Local == "stream" {
+			continue
+		}
+		var e el
+		if err := o.dec.DecodeElement(&e, &se); err != nil {
+			o.t.Fatal(err)
+		}
+		if e.XMLName.Local == name && ok(&e) {
+			return &e
+		}
+	}
+}
+
+func send(t *testing.T, c *dtls.Conn, s string) {
+	t.Helper()
+	if _, err := c.Write([]byte(s)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBadInputOverDTLS: garbage, half a stanza, a forged from, and
+// several stanzas in one datagram; each is dropped or handled, the
+// session goes on, and nothing is written to the store.
+func TestBadInputOverDTLS(t *testing.T) {
+	r := start(t)
+	o := r.owner(t)
+	dev, _, err := r.device(t, r.psk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, dev, "<presence/>")
+	o.match("presence", func(e *el) bool { return e.From == "sensor@localhost/device" && e.Type == "" })
+	before, _ := os.Stat(r.srv.Store().Path())
+	time.Sleep(20 * time.Millisecond)
+	for _, junk := range []string{"\x00\x01garbage", "<message to='alice@localhost'><body>half", "<<<>>>", "<!DOCTYPE x>"} {
+		send(t, dev, junk)
+	}
+	send(t, dev, "<message to='alice@localhost' from='alice@localhost/ctl' type='chat'><body>forged</body></message>"+
+		"<message to='alice@localhost' type='chat'><body>second in the datagram</body></message>")
+	m := o.match("message", func(e *el) bool { return strings.Contains(e.Inner, "forged") })
+	if m.From != "sensor@localhost/device" {
+		t.Fatalf("the forged from was not replaced: %q", m.From)
+	}
+	o.match("message", func(e *el) bool { return strings.Contains(e.Inner, "second in the datagram") })
+	after, _ := os.Stat(r.srv.Store().Path())
+	if !after.ModTime().Equal(before.ModTime()) {
+		t.Error("bad datagrams wrote to the store")
+	}
+	// A stanza too big for the device's datagram size is refused with
+	// resource-constraint to the sender.
+	io.WriteString(o.conn, "<message to='sensor@localhost/device' type='chat' id='big'><body>"+strings.Repeat("x", 800)+"</body></message>")
+	e := o.match("message", func(e *el) bool { return e.Type == "error" })
+	if !strings.Contains(e.Inner, "resource-constraint") {
+		t.Fatalf("oversized stanza to a device: %s", e.Inner)
+	}
+	// The small one still goes through.
+	io.WriteString(o.conn, "<message to='sensor@localhost/device' type='chat'><body>fits</body></message>")
+	dev.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 2048)
+	for {
+		n, err := dev.Read(buf)
+		if err != nil {
+			t.Fatalf("device read: %v", err)
+		}
+		if strings.Contains(string(buf[:n]), "fits") {
+			break
+		}
+	}
+}
+
+// TestWrongKeyAndFlood: a wrong PSK fails the handshake (as a timeout),
+// and after a few failures the address is refused; the right key from a
+// fresh process still works once the minute is over (not waited for here).
+func TestWrongKeyAndFlood(t *testing.T) {
+	r := start(t)
+	wrong := make([]byte, len(r.psk))
+	for i := 0; i < 3; i++ {
+		if _, _, err := r.device(t, wrong); err == nil {
+			t.Fatal("a wrong key completed the handshake")
+		}
+	}
+	if _, _, err := r.device(t, r.psk); err == nil {
+		t.Fatal("after 3 failures this address should be refused for a minute")
+	}
+}
+
+// TestConnectionIDKeepsSession: the device's source port changes mid
+// session (NAT rebinding); with Connection IDs the session and its
+// presence survive.
+func TestConnectionIDKeepsSession(t *testing.T) {
+	r := start(t)
+	o := r.owner(t)
+	dev, sc, err := r.device(t, r.psk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, dev, "<presence/>")
+	o.match("presence", func(e *el) bool { return e.From == "sensor@localhost/device" && e.Type == "" })
+	oldPort := sc.LocalAddr().(*net.UDPAddr).Port
+	sc.swap(t)
+	if sc.LocalAddr().(*net.UDPAddr).Port == oldPort {
+		t.Fatal("port did not change")
+	}
+	send(t, dev, "<message to='alice@localhost' type='chat'><body>from the new port</body></message>")
+	m := o.match("message", func(e *el) bool { return strings.Contains(e.Inner, "new port") })
+	if m.From != "sensor@localhost/device" {
+		t.Fatalf("from %q", m.From)
+	}
+	// And the server can still reach the device at its new address.
+	io.WriteString(o.conn, "<message to='sensor@localhost/device' type='chat'><body>back to you</body></message>")
+	dev.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 2048)
+	for {
+		n, err := dev.Read(buf)
+		if err != nil {
+			t.Fatalf("device read after the port change: %v", err)
+		}
+		if strings.Contains(string(buf[:n]), "back to you") {
+			return
+		}
+	}
+}
