@@ -293,7 +293,7 @@ func administer(cfg *server.Config, req control.Request) (control.Response, stri
 		return control.Response{}, "", err
 	}
 	defer st.Close()
-	return server.Admin{Store: st, Domain: cfg.Domain}.Do(req), "store " + path, nil
+	return server.Admin{Store: st, Domain: cfg.Domain, DeviceOwners: cfg.Devices.Owners}.Do(req), "store " + path, nil
 }
 
 // readPassword reads one line: from a terminal without echo and twice to

@@ -19,6 +19,8 @@ import (
 type Admin struct {
 	Store  *storage.Store
 	Domain string
+	// DeviceOwners (devices.owners) own every device added.
+	DeviceOwners []string
 }
 
 // Do executes one request.
@@ -101,7 +103,7 @@ func (s *Server) startControl() error {
 		return err
 	}
 	s.control = l
-	admin := Admin{Store: s.store, Domain: s.cfg.Domain}
+	admin := Admin{Store: s.store, Domain: s.cfg.Domain, DeviceOwners: s.cfg.Devices.Owners}
 	go control.Serve(l, func(req control.Request) control.Response {
 		resp := admin.Do(req)
 		if req.Op != "user.list" && req.Op != "status" && resp.Error == "" {
@@ -137,9 +139,9 @@ func (a Admin) device(req control.Request) control.Response {
 	}
 	switch req.Op {
 	case "device.add":
-		var owners []string
+		owners := append([]string(nil), a.DeviceOwners...)
 		if req.Owner != "" {
-			owners = strings.Split(req.Owner, ",")
+			owners = append(owners, strings.Split(req.Owner, ",")...)
 		}
 		d, err := devices.Add(a.Store, a.Domain, name, req.Kind, req.Label, owners)
 		if errors.Is(err, storage.ErrExists) {

@@ -60,6 +60,9 @@ type DevicesConfig struct {
 	// HandshakeFailuresPerMinute is how many failed handshakes one address
 	// may cause per minute before its new attempts are refused.
 	HandshakeFailuresPerMinute int `json:"handshake_failures_per_minute"`
+	// Owners are bare JIDs subscribed both ways to every device added,
+	// besides those given with `device add -owner`.
+	Owners []string `json:"owners"`
 }
 
 // TLSConfig selects the certificate and whether encryption is mandatory.
