@@ -4,7 +4,7 @@
 #   ./build.sh test       install what the tests need (Debian packages) and run every test
 #   ./build.sh bench      run the Go benchmarks with -benchmem
 #   ./build.sh fuzz [T]   fuzz the XML scanner for T (default 60s)
-#   ./build.sh measure [N] RSS of the server with N idle TLS sessions (default 1000)
+#   ./build.sh measure [N] RSS of the server with N idle TLS sessions, then N DTLS devices (default 1000)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -16,6 +16,7 @@ test_deps() {
   /usr/bin/python3 -c 'import slixmpp' 2>/dev/null || missing+=(python3-slixmpp)
   /usr/bin/python3 -c 'import aioxmpp' 2>/dev/null || missing+=(python3-aioxmpp)
   command -v go-sendxmpp >/dev/null || missing+=(go-sendxmpp)
+  command -v openssl >/dev/null || missing+=(openssl)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing test dependencies: ${missing[*]}"
     if [ "$(id -u)" -ne 0 ]; then
@@ -48,6 +49,7 @@ case "${1:-build}" in
     ;;
   measure)
     ROOST_IDLE_SESSIONS="${2:-1000}" go test -count=1 -run TestIdleSessionsRSS -v ./tests/idle/
+    ROOST_IDLE_DEVICES="${2:-1000}" go test -count=1 -run TestIdleDevicesRSS -v ./tests/idle/
     ;;
   *)
     sed -n '2,7p' "$0"; exit 2

@@ -303,6 +303,20 @@ func TestWrongKeyAndFlood(t *testing.T) {
 	if _, _, err := r.device(t, r.psk); err == nil {
 		t.Fatal("after 3 failures this address should be refused for a minute")
 	}
+	// A flood of ClientHellos from the refused address: all dropped, and
+	// the server goes on serving everyone else.
+	var wg sync.WaitGroup
+	for i := 0; i < 30; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.device(t, wrong)
+		}()
+	}
+	wg.Wait()
+	o := r.owner(t)
+	io.WriteString(o.conn, "<iq type='get' id='alive'><ping xmlns='urn:xmpp:ping'/></iq>")
+	o.match("iq", func(e *el) bool { return e.Type == "result" })
 }
 
 // TestConnectionIDKeepsSession: the device's source port changes mid

@@ -19,9 +19,12 @@ import (
 // jabber:client default namespace. It never goes on the wire.
 var streamHeader = []byte("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
 
-// maxDatagram is the read buffer: a DTLS record's plaintext is at most
-// 16 KiB, but devices are told to stay under about 1,200 bytes.
-const maxDatagram = 16 << 10
+// maxDatagram is the read buffer and the largest datagram taken from a
+// device. The binding asks devices to stay under about 1,200 bytes; a
+// larger record is dropped (the session goes on). It is held by every
+// connected device, so it is kept small: 16 KiB here cost 16 MiB per
+// thousand devices.
+const maxDatagram = 2 << 10
 
 // session is one device's DTLS association, bound as a routed session.
 type session struct {
@@ -96,6 +99,11 @@ func (s *session) run() {
 		if err != nil {
 			var ne net.Error
 			switch {
+			case errors.As(err, new(*dtls.TemporaryError)):
+				// pion reports an oversized record as a temporary
+				// error and drops it.
+				s.l.log.Debug("dtls: datagram over the size limit dropped", "jid", s.full)
+				continue
 			case errors.As(err, &ne) && ne.Timeout():
 				s.end("idle timeout")
 			case errors.Is(err, io.EOF):
