@@ -50,6 +50,7 @@ case "${1:-build}" in
   measure)
     ROOST_IDLE_SESSIONS="${2:-1000}" go test -count=1 -run TestIdleSessionsRSS -v ./tests/idle/
     ROOST_IDLE_DEVICES="${2:-1000}" go test -count=1 -run TestIdleDevicesRSS -v ./tests/idle/
+    ROOST_THROUGHPUT=1 go test -count=1 -run TestThroughputDevicesVsC2S -v ./tests/idle/
     ;;
   *)
     sed -n '2,7p' "$0"; exit 2

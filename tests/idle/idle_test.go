@@ -153,6 +153,11 @@ const header = "<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber
 
 // session logs in one idle client: STARTTLS, PLAIN, bind, presence.
 func session(addr string, conf *tls.Config, user string) (net.Conn, error) {
+	return sessionTo(addr, conf, user, io.Discard)
+}
+
+// sessionTo is session with what arrives afterwards copied to sink.
+func sessionTo(addr string, conf *tls.Config, user string, sink io.Writer) (net.Conn, error) {
 	raw, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		return nil, err
@@ -195,7 +200,7 @@ func session(addr string, conf *tls.Config, user string) (net.Conn, error) {
 		return nil, err
 	}
 	raw.SetDeadline(time.Time{})
-	go io.Copy(io.Discard, r) // keep reading whatever comes
+	go io.Copy(sink, r) // keep reading whatever comes
 	return tc, nil
 }
 
