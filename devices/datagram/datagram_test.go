@@ -253,7 +253,8 @@ func TestBadInputOverDTLS(t *testing.T) {
 	o.match("presence", func(e *el) bool { return e.From == "sensor@localhost/device" && e.Type == "" })
 	before, _ := os.Stat(r.srv.Store().Path())
 	time.Sleep(20 * time.Millisecond)
-	for _, junk := range []string{"\x00\x01garbage", "<message to='alice@localhost'><body>half", "<<<>>>", "<!DOCTYPE x>"} {
+	for _, junk := range []string{"\x00\x01garbage", "<message to='alice@localhost'><body>half", "<<<>>>", "<!DOCTYPE x>",
+		"<message to='alice@localhost'><body>" + strings.Repeat("o", 3000) + "</body></message>"} { // over the datagram size
 		send(t, dev, junk)
 	}
 	send(t, dev, "<message to='alice@localhost' from='alice@localhost/ctl' type='chat'><body>forged</body></message>"+
@@ -262,7 +263,12 @@ func TestBadInputOverDTLS(t *testing.T) {
 	if m.From != "sensor@localhost/device" {
 		t.Fatalf("the forged from was not replaced: %q", m.From)
 	}
-	o.match("message", func(e *el) bool { return strings.Contains(e.Inner, "second in the datagram") })
+	o.match("message", func(e *el) bool {
+		if strings.Contains(e.Inner, "ooooo") {
+			t.Fatal("an oversized datagram was routed")
+		}
+		return strings.Contains(e.Inner, "second in the datagram")
+	})
 	after, _ := os.Stat(r.srv.Store().Path())
 	if !after.ModTime().Equal(before.ModTime()) {
 		t.Error("bad datagrams wrote to the store")
