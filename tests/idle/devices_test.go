@@ -3,10 +3,7 @@ package idle
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -28,53 +25,19 @@ func TestIdleDevicesRSS(t *testing.T) {
 	if n <= 0 {
 		t.Skip("set ROOST_IDLE_DEVICES=N to measure N device sessions (./build.sh measure)")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "roost")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, ".")
-	build.Dir = "../.."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	port := freePort(t)
-	c, _ := net.ListenPacket("udp", "127.0.0.1:0")
-	udpPort := c.LocalAddr().(*net.UDPAddr).Port
-	c.Close()
-	cfg := fmt.Sprintf(`{"log_level":"warn","listen":{"c2s":"127.0.0.1:%d","c2s_tls":"","dtls":"127.0.0.1:%d"},"devices":{"handshake_failures_per_minute":%d}}`, port, udpPort, n+10)
-	os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600)
-	os.MkdirAll(filepath.Join(dir, "roost-data"), 0o700)
-	st, err := storage.Open(filepath.Join(dir, "roost-data", "roost.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	keys := make([][]byte, n)
-	for i := range n {
-		d, err := devices.Add(st, "localhost", fmt.Sprintf("dev%d", i), "sensor", "", nil)
-		if err != nil {
-			t.Fatal(err)
+	m := runRoost(t, fmt.Sprintf(`"devices":{"handshake_failures_per_minute":%d}`, n+10), true, func(st *storage.Store) {
+		for i := range n {
+			d, err := devices.Add(st, "localhost", fmt.Sprintf("dev%d", i), "sensor", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys[i] = d.PSK
 		}
-		keys[i] = d.PSK
-	}
-	st.Close()
-	srv := exec.Command(bin, "run", "-config", "c.json")
-	srv.Dir = dir
-	srv.Stderr = os.Stderr
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	for i := 0; ; i++ {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			break
-		}
-		if i > 400 {
-			t.Fatal("server did not start")
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	time.Sleep(200 * time.Millisecond)
+	})
+	srv := m.proc
 	before := rss(t, srv.Process.Pid)
-	raddr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: udpPort}
+	raddr := m.dtls
 	conns := make([]*dtls.Conn, n)
 	var wg sync.WaitGroup
 	var mu sync.Mutex

@@ -11,14 +11,11 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,56 +30,14 @@ func TestIdleSessionsRSS(t *testing.T) {
 	if n <= 0 {
 		t.Skip("set ROOST_IDLE_SESSIONS=N to measure N idle sessions (./build.sh measure)")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "roost")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, ".")
-	build.Dir = "../.."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	port := freePort(t)
-	cfg := fmt.Sprintf(`{"log_level":"warn","listen":{"c2s":"127.0.0.1:%d","c2s_tls":""},"limits":{"connections_per_ip":%d,"sessions_per_user":%d}}`, port, n+10, n+10)
-	os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600)
-	// One account per session, written straight into the store before
-	// the server starts (the CLI would take a process per user).
-	os.MkdirAll(filepath.Join(dir, "roost-data"), 0o700)
-	st, err := storage.Open(filepath.Join(dir, "roost-data", "roost.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		if err := st.AddUser(fmt.Sprintf("idle%d", i), "pw"); err != nil {
-			t.Fatal(err)
+	m := runRoost(t, fmt.Sprintf(`"limits":{"connections_per_ip":%d,"sessions_per_user":%d}`, n+10, n+10), false, func(st *storage.Store) {
+		for i := range n {
+			if err := st.AddUser(fmt.Sprintf("idle%d", i), "pw"); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	st.Close()
-	srv := exec.Command(bin, "run", "-config", "c.json")
-	srv.Dir = dir
-	srv.Stderr = os.Stderr
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for i := 0; ; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		}
-		if i > 400 {
-			t.Fatal("server did not start")
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	pem, err := os.ReadFile(filepath.Join(dir, "roost-data", "roost-cert.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	tlsConf := &tls.Config{RootCAs: pool, ServerName: "localhost"}
-
-	time.Sleep(200 * time.Millisecond)
+	})
+	addr, tlsConf, srv := m.c2s, m.tls, m.proc
 	before := rss(t, srv.Process.Pid)
 	start := time.Now()
 	conns := make([]net.Conn, n)

@@ -3,14 +3,9 @@ package idle
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,54 +45,16 @@ func TestThroughputDevicesVsC2S(t *testing.T) {
 		t.Skip("set ROOST_THROUGHPUT=1 (./build.sh measure)")
 	}
 	const m, perSender = 20, 2000
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "roost")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, ".")
-	build.Dir = "../.."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	port := freePort(t)
-	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
-	udpPort := pc.LocalAddr().(*net.UDPAddr).Port
-	pc.Close()
-	cfg := fmt.Sprintf(`{"log_level":"warn","listen":{"c2s":"127.0.0.1:%d","c2s_tls":"","dtls":"127.0.0.1:%d"},"limits":{"outbound_queue_bytes":67108864}}`, port, udpPort)
-	os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600)
-	os.MkdirAll(filepath.Join(dir, "roost-data"), 0o700)
-	st, err := storage.Open(filepath.Join(dir, "roost-data", "roost.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.AddUser("ctl", "pw")
 	keys := make([][]byte, m)
-	for i := range m {
-		st.AddUser(fmt.Sprintf("idle%d", i), "pw")
-		d, _ := devices.Add(st, "localhost", fmt.Sprintf("dev%d", i), "sensor", "", nil)
-		keys[i] = d.PSK
-	}
-	st.Close()
-	srv := exec.Command(bin, "run", "-config", "c.json")
-	srv.Dir = dir
-	srv.Stderr = os.Stderr
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for i := 0; ; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
+	srv := runRoost(t, `"limits":{"outbound_queue_bytes":67108864}`, true, func(st *storage.Store) {
+		st.AddUser("ctl", "pw")
+		for i := range m {
+			st.AddUser(fmt.Sprintf("idle%d", i), "pw")
+			d, _ := devices.Add(st, "localhost", fmt.Sprintf("dev%d", i), "sensor", "", nil)
+			keys[i] = d.PSK
 		}
-		if i > 400 {
-			t.Fatal("server did not start")
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	pem, _ := os.ReadFile(filepath.Join(dir, "roost-data", "roost-cert.pem"))
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	tlsConf := &tls.Config{RootCAs: pool, ServerName: "localhost"}
+	})
+	addr, tlsConf := srv.c2s, srv.tls
 	cnt := &counter{}
 	if _, err := sessionTo(addr, tlsConf, "ctl", cnt); err != nil {
 		t.Fatal(err)
@@ -134,7 +91,7 @@ func TestThroughputDevicesVsC2S(t *testing.T) {
 		t.Logf("%s: senders=%d sent=%d received=%d (%.1f%%) in %s: %.0f msg/s", name, len(senders), len(senders)*perSender,
 			got, 100*float64(got)/float64(len(senders)*perSender), elapsed.Round(time.Millisecond), float64(got)/elapsed.Seconds())
 	}
-	raddr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: udpPort}
+	raddr := srv.dtls
 	var devs []io.Writer
 	for i := range m {
 		psk := keys[i]
