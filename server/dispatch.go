@@ -109,7 +109,7 @@ func (s *Server) Route(sess im.Session, st *stanza.Stanza, stamped []byte) {
 		s.toFull(sess, st, stamped, t, sessions)
 		return
 	}
-	own := bytes.Equal(t.bare, []byte(sess.JID().Bare().String()))
+	own := string(t.bare) == sess.JID().Bare().String() // compared without a copy
 	s.toBare(sess, st, stamped, t.bare, own)
 }
 
