@@ -30,6 +30,7 @@ import (
 
 	"golang.org/x/term"
 
+	"roost/bench/load"
 	"roost/devices"
 	"roost/devices/datagram"
 	"roost/devices/simulator"
@@ -57,6 +58,8 @@ commands:
   device simulate -psk HEX [-every 5s] [-server HOST:PORT] NAME
                        run a virtual sensor over DTLS: reports a reading, answers
                        the XEP-0050 commands "read" and "set"
+  bench -target HOST:PORT -domain D -users N -scenario login|chat|idle [-duration 10s] [-rate R]
+                       load any XMPP server and print figures (see BENCHMARKS.md)
   check-config         load and validate the configuration, print it
   version              print the version
 
@@ -81,6 +84,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdUser(args[1:], stdin, stdout, stderr)
 	case "device":
 		err = cmdDevice(args[1:], stdout)
+	case "bench":
+		err = cmdBench(args[1:], stdout, stderr)
 	case "check-config":
 		err = cmdCheckConfig(args[1:], stdout)
 	case "version", "-version", "--version":
@@ -356,4 +361,33 @@ func simulate(cfg *server.Config, name, pskHex, target string, every time.Durati
 	defer s.Close()
 	log.Info("simulated device online", "identity", identity, "server", target, "every", every)
 	return s.Run(ctx)
+}
+
+func cmdBench(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("roost bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c load.Config
+	fs.StringVar(&c.Target, "target", "127.0.0.1:5222", "server address host:port")
+	fs.StringVar(&c.Domain, "domain", "localhost", "XMPP domain of the accounts")
+	fs.IntVar(&c.Users, "users", 10, "accounts PREFIX1..PREFIXN")
+	fs.StringVar(&c.Prefix, "prefix", "user", "account name prefix")
+	fs.StringVar(&c.Password, "password", "pass%d", "password; %d is replaced by the account number")
+	fs.StringVar(&c.Scenario, "scenario", "chat", "login, chat or idle")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "how long the load runs")
+	fs.IntVar(&c.Rate, "rate", 0, "chat: messages per second in total (0: as fast as possible)")
+	fs.IntVar(&c.Workers, "workers", 8, "login: concurrent logins")
+	fs.BoolVar(&c.TLS, "tls", true, "use STARTTLS when offered")
+	fs.StringVar(&c.Mech, "mech", "", "SASL mechanism: PLAIN, SCRAM-SHA-1 or SCRAM-SHA-256 (default: PLAIN over TLS, else SCRAM-SHA-1)")
+	if err := fs.Parse(args); err != nil {
+		return usageError{fmt.Sprintf("bench: %v", err)}
+	}
+	c.Progress = stderr
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	r, err := load.Run(ctx, c)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	r.Print(stdout)
+	return nil
 }

@@ -1,0 +1,217 @@
+// Package load is `roost bench`: a load generator that speaks standard
+// XMPP (TCP, STARTTLS or plain, SASL PLAIN or SCRAM-SHA-1) so the same
+// load can drive Roost, Prosody or ejabberd. It reads with Roost's own
+// restricted-XML scanner, which is also what keeps its client side cheap.
+package load
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/xdg-go/scram"
+
+	"roost/server/stanza"
+	"roost/server/xmlscan"
+)
+
+// Options say where and how to log in.
+type Options struct {
+	Target   string // host:port
+	Domain   string
+	Password string
+	TLS      bool   // STARTTLS when offered (certificates are not checked: a load tool)
+	Mech     string // PLAIN or SCRAM-SHA-1 (default: SCRAM-SHA-1 without TLS, PLAIN with)
+	Timeout  time.Duration
+}
+
+// Conn is one logged-in client.
+type Conn struct {
+	nc   net.Conn
+	scan *xmlscan.Scanner
+	JID  string
+	wmu  sync.Mutex
+}
+
+var errProto = errors.New("unexpected reply")
+
+func header(domain string) string {
+	return "<?xml version='1.0'?><stream:stream to='" + domain + "' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
+}
+
+// next reads the next top-level element, skipping the stream header.
+func (c *Conn) next() (xmlscan.Token, error) {
+	for {
+		tok, err := c.scan.Next()
+		if err != nil || tok.Kind != xmlscan.KindHeader {
+			return tok, err
+		}
+	}
+}
+
+func (c *Conn) expect(local string) (xmlscan.Token, error) {
+	tok, err := c.next()
+	if err != nil {
+		return tok, err
+	}
+	if string(tok.Local) != local {
+		return tok, fmt.Errorf("%w: want <%s>, got %.200s", errProto, local, tok.Raw)
+	}
+	return tok, nil
+}
+
+// Dial connects, negotiates TLS and SASL, binds resource and sends
+// initial presence when presence is set.
+func Dial(o Options, user, resource string, presence bool) (*Conn, error) {
+	nc, err := net.DialTimeout("tcp", o.Target, o.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	nc.SetDeadline(time.Now().Add(o.Timeout))
+	c := &Conn{nc: nc, scan: xmlscan.New(nc, xmlscan.Limits{})}
+	fail := func(err error) (*Conn, error) { nc.Close(); return nil, fmt.Errorf("%s: %w", user, err) }
+	if _, err := nc.Write([]byte(header(o.Domain))); err != nil {
+		return fail(err)
+	}
+	f, err := c.expect("features")
+	if err != nil {
+		return fail(err)
+	}
+	secure := false
+	if o.TLS && bytes.Contains(f.Raw, []byte("urn:ietf:params:xml:ns:xmpp-tls")) {
+		nc.Write([]byte("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"))
+		if _, err := c.expect("proceed"); err != nil {
+			return fail(err)
+		}
+		tc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true, ServerName: o.Domain})
+		if err := tc.Handshake(); err != nil {
+			return fail(err)
+		}
+		c.nc, secure = tc, true
+		c.scan.Reset(tc)
+		tc.Write([]byte(header(o.Domain)))
+		if f, err = c.expect("features"); err != nil {
+			return fail(err)
+		}
+	}
+	mech := o.Mech
+	if mech == "" {
+		mech = "SCRAM-SHA-1"
+		if secure && bytes.Contains(f.Raw, []byte(">PLAIN<")) {
+			mech = "PLAIN"
+		}
+	}
+	if err := c.auth(mech, user, o.Password); err != nil {
+		return fail(err)
+	}
+	c.scan.Reset(c.nc)
+	c.nc.Write([]byte(header(o.Domain)))
+	if _, err := c.expect("features"); err != nil {
+		return fail(err)
+	}
+	c.nc.Write([]byte("<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>" + resource + "</resource></bind></iq>"))
+	tok, err := c.expect("iq")
+	if err != nil {
+		return fail(err)
+	}
+	if i, j := bytes.Index(tok.Raw, []byte("<jid>")), bytes.Index(tok.Raw, []byte("</jid>")); i >= 0 && j > i {
+		c.JID = string(tok.Raw[i+5 : j])
+	}
+	if presence {
+		c.nc.Write([]byte("<presence/>"))
+	}
+	c.nc.SetDeadline(time.Time{})
+	return c, nil
+}
+
+func (c *Conn) auth(mech, user, password string) error {
+	b64 := base64.StdEncoding
+	switch mech {
+	case "PLAIN":
+		c.nc.Write([]byte("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" + b64.EncodeToString([]byte("\x00"+user+"\x00"+password)) + "</auth>"))
+		_, err := c.expect("success")
+		return err
+	case "SCRAM-SHA-1", "SCRAM-SHA-256":
+		gen := scram.SHA1
+		if mech == "SCRAM-SHA-256" {
+			gen = scram.SHA256
+		}
+		cl, err := gen.NewClient(user, password, "")
+		if err != nil {
+			return err
+		}
+		conv := cl.NewConversation()
+		first, _ := conv.Step("")
+		c.nc.Write([]byte("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='" + mech + "'>" + b64.EncodeToString([]byte(first)) + "</auth>"))
+		for {
+			tok, err := c.next()
+			if err != nil {
+				return err
+			}
+			text := saslText(&tok)
+			data, err := b64.DecodeString(string(text))
+			if err != nil {
+				return err
+			}
+			switch string(tok.Local) {
+			case "challenge":
+				resp, err := conv.Step(string(data))
+				if err != nil {
+					return err
+				}
+				c.nc.Write([]byte("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>" + b64.EncodeToString([]byte(resp)) + "</response>"))
+			case "success":
+				if _, err := conv.Step(string(data)); err != nil {
+					return fmt.Errorf("server signature: %w", err)
+				}
+				return nil
+			default:
+				return fmt.Errorf("%w: %.200s", errProto, tok.Raw)
+			}
+		}
+	}
+	return fmt.Errorf("mechanism %q: use PLAIN or SCRAM-SHA-1", mech)
+}
+
+func saslText(tok *xmlscan.Token) []byte {
+	if tok.SelfClosing {
+		return nil
+	}
+	i := bytes.IndexByte(tok.Raw, '>')
+	j := bytes.LastIndexByte(tok.Raw, '<')
+	if i < 0 || j <= i {
+		return nil
+	}
+	return tok.Raw[i+1 : j]
+}
+
+// Send writes raw stanza bytes.
+func (c *Conn) Send(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, err := c.nc.Write(b)
+	return err
+}
+
+// Next returns the next stanza received.
+func (c *Conn) Next() (xmlscan.Token, error) { return c.next() }
+
+// Close ends the stream.
+func (c *Conn) Close() error {
+	c.Send([]byte("</stream:stream>"))
+	return c.nc.Close()
+}
+
+// chatMessage builds a chat message whose body is the send time.
+func chatMessage(dst []byte, to string, sent time.Time) []byte {
+	dst = append(dst, "<message type='chat' to='"...)
+	dst = stanza.AppendEscaped(dst, to)
+	dst = append(dst, "'><body>t="...)
+	dst = fmt.Appendf(dst, "%d", sent.UnixNano())
+	return append(dst, "</body></message>"...)
+}

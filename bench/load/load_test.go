@@ -1,0 +1,88 @@
+package load
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"roost/server"
+)
+
+// startRoost runs a real server with user1..userN (pass1..passN).
+func startRoost(t *testing.T, n int) string {
+	t.Helper()
+	defaults, err := os.ReadFile("../../config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := server.LoadConfig(defaults, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = t.TempDir()
+	cfg.Listen.C2S, cfg.Listen.C2STLS = "127.0.0.1:0", ""
+	srv := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	for i := 1; i <= n; i++ {
+		if err := srv.Store().AddUser(fmt.Sprintf("user%d", i), fmt.Sprintf("pass%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return srv.Addrs()[0].String()
+}
+
+// The load tool's own tests: each scenario briefly against Roost, with
+// exact counts.
+func TestScenarios(t *testing.T) {
+	addr := startRoost(t, 6)
+	base := Config{Options: Options{Target: addr, Domain: "localhost", TLS: true}, Users: 6, Prefix: "user", Password: "pass%d"}
+	t.Run("chat, every message arrives once", func(t *testing.T) {
+		c := base
+		c.Scenario, c.Duration, c.Rate = "chat", time.Second, 300
+		r, err := Run(t.Context(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Sent == 0 || r.Sent != r.Received || r.Errors != 0 || r.P50 <= 0 {
+			t.Fatalf("%+v", r)
+		}
+	})
+	t.Run("chat with SCRAM-SHA-256 and no TLS limit", func(t *testing.T) {
+		c := base
+		c.Scenario, c.Duration, c.Mech = "chat", 500*time.Millisecond, "SCRAM-SHA-256"
+		r, err := Run(t.Context(), c)
+		if err != nil || r.Sent != r.Received || r.Errors != 0 {
+			t.Fatalf("%+v %v", r, err)
+		}
+	})
+	t.Run("login", func(t *testing.T) {
+		c := base
+		c.Scenario, c.Duration, c.Workers = "login", time.Second, 4
+		r, err := Run(t.Context(), c)
+		if err != nil || r.Logins == 0 || r.Errors != 0 {
+			t.Fatalf("%+v %v", r, err)
+		}
+	})
+	t.Run("idle", func(t *testing.T) {
+		c := base
+		c.Scenario, c.Duration = "idle", 300*time.Millisecond
+		r, err := Run(t.Context(), c)
+		if err != nil || r.Logins != 6 {
+			t.Fatalf("%+v %v", r, err)
+		}
+	})
+	t.Run("wrong password is an error, not a hang", func(t *testing.T) {
+		c := base
+		c.Scenario, c.Duration, c.Password = "idle", 100*time.Millisecond, "nope"
+		if _, err := Run(t.Context(), c); err == nil {
+			t.Fatal("want an error")
+		}
+	})
+}

@@ -1,0 +1,341 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Config is one load run.
+type Config struct {
+	Options
+	Users    int    // accounts prefix1..prefixN
+	Prefix   string // "user"
+	Password string // may hold %d for the account number (tsung's pass%d)
+	Scenario string // login, chat, idle
+	Duration time.Duration
+	Rate     int // chat: messages per second in total; 0 = as fast as possible
+	Workers  int // login: concurrent logins
+	Progress io.Writer
+}
+
+// Result is what a run measured.
+type Result struct {
+	Scenario   string  `json:"scenario"`
+	Target     string  `json:"target"`
+	Users      int     `json:"users"`
+	Seconds    float64 `json:"seconds"`
+	Logins     int64   `json:"logins"`
+	Sent       int64   `json:"sent"`
+	Received   int64   `json:"received"`
+	Errors     int64   `json:"errors"`
+	Throughput float64 `json:"throughput_per_s"` // logins/s or received msg/s
+	P50        float64 `json:"p50_ms"`
+	P90        float64 `json:"p90_ms"`
+	P99        float64 `json:"p99_ms"`
+	P999       float64 `json:"p999_ms"`
+	ClientCPU  float64 `json:"client_cpu_ms"`
+}
+
+func (c *Config) user(i int) (string, string) {
+	pw := c.Password
+	if strings.Contains(pw, "%d") {
+		pw = fmt.Sprintf(pw, i)
+	}
+	return c.Prefix + strconv.Itoa(i), pw
+}
+
+func (c *Config) dial(i int, resource string, presence bool) (*Conn, error) {
+	u, pw := c.user(i)
+	o := c.Options
+	o.Password = pw
+	return Dial(o, u, resource, presence)
+}
+
+// Run executes the scenario; every loop is bounded by cfg.Duration.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Users < 1 || cfg.Duration <= 0 {
+		return Result{}, errors.New("-users and -duration must be positive")
+	}
+	cpu0 := cpuMillis()
+	var r Result
+	var err error
+	switch cfg.Scenario {
+	case "login":
+		r, err = runLogin(ctx, cfg)
+	case "chat":
+		r, err = runChat(ctx, cfg)
+	case "idle":
+		r, err = runIdle(ctx, cfg)
+	default:
+		return Result{}, fmt.Errorf("scenario %q: use login, chat or idle", cfg.Scenario)
+	}
+	r.Scenario, r.Target, r.Users = cfg.Scenario, cfg.Target, cfg.Users
+	r.ClientCPU = cpuMillis() - cpu0
+	return r, err
+}
+
+func cpuMillis() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e6
+}
+
+// latencies collects samples and reports percentiles.
+type latencies struct {
+	mu sync.Mutex
+	ms []float64
+}
+
+func (l *latencies) add(d time.Duration) {
+	l.mu.Lock()
+	l.ms = append(l.ms, float64(d.Microseconds())/1000)
+	l.mu.Unlock()
+}
+
+func (l *latencies) fill(r *Result) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.ms) == 0 {
+		return
+	}
+	sort.Float64s(l.ms)
+	at := func(q float64) float64 { return l.ms[min(len(l.ms)-1, int(q*float64(len(l.ms))))] }
+	r.P50, r.P90, r.P99, r.P999 = at(0.50), at(0.90), at(0.99), at(0.999)
+}
+
+func progress(ctx context.Context, w io.Writer, start time.Time, what func() string) func() {
+	if w == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				fmt.Fprintf(w, "%5.1fs %s\n", time.Since(start).Seconds(), what())
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// runLogin logs users in and out (connect, auth, bind, presence) as fast
+// as cfg.Workers allow, for cfg.Duration.
+func runLogin(ctx context.Context, cfg Config) (Result, error) {
+	var r Result
+	var logins, errs atomic.Int64
+	var lat latencies
+	start := time.Now()
+	end := start.Add(cfg.Duration)
+	stop := progress(ctx, cfg.Progress, start, func() string { return fmt.Sprintf("logins %d errors %d", logins.Load(), errs.Load()) })
+	workers := max(cfg.Workers, 1)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) && ctx.Err() == nil {
+				i := int(next.Add(1)-1)%cfg.Users + 1
+				t0 := time.Now()
+				c, err := cfg.dial(i, fmt.Sprintf("login%d", next.Load()), true)
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				lat.add(time.Since(t0))
+				logins.Add(1)
+				c.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	stop()
+	r.Seconds = time.Since(start).Seconds()
+	r.Logins, r.Errors = logins.Load(), errs.Load()
+	r.Throughput = float64(r.Logins) / r.Seconds
+	lat.fill(&r)
+	return r, nil
+}
+
+// connectAll logs every user in, with at most 32 logins at once.
+func connectAll(ctx context.Context, cfg Config, res string) ([]*Conn, error) {
+	conns := make([]*Conn, cfg.Users)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	sem := make(chan struct{}, 32)
+	for i := 1; i <= cfg.Users; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, err := cfg.dial(i, res, true)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && first == nil {
+				first = err
+			}
+			conns[i-1] = c
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+		return nil, first
+	}
+	return conns, ctx.Err()
+}
+
+// runIdle opens every session and holds it for cfg.Duration.
+func runIdle(ctx context.Context, cfg Config) (Result, error) {
+	var r Result
+	start := time.Now()
+	conns, err := connectAll(ctx, cfg, "idle")
+	if err != nil {
+		return r, err
+	}
+	r.Logins = int64(len(conns))
+	for _, c := range conns {
+		go io.Copy(io.Discard, c.nc)
+	}
+	if cfg.Progress != nil {
+		fmt.Fprintf(cfg.Progress, "%d sessions open, holding for %s\n", len(conns), cfg.Duration)
+	}
+	select {
+	case <-time.After(cfg.Duration):
+	case <-ctx.Done():
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	r.Seconds = time.Since(start).Seconds()
+	return r, nil
+}
+
+// runChat pairs users (1 with 2, 3 with 4, ...): each odd user sends to
+// its partner's full JID at cfg.Rate/pairs per second; latency is measured
+// from the timestamp in the body.
+func runChat(ctx context.Context, cfg Config) (Result, error) {
+	var r Result
+	pairs := cfg.Users / 2
+	if pairs < 1 {
+		return r, errors.New("chat needs at least 2 users")
+	}
+	conns, err := connectAll(ctx, cfg, "chat")
+	if err != nil {
+		return r, err
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	var sent, received, errs atomic.Int64
+	var lat latencies
+	for p := 0; p < pairs; p++ {
+		rcv := conns[2*p+1]
+		go func() {
+			for {
+				tok, err := rcv.Next()
+				if err != nil {
+					return
+				}
+				if string(tok.Local) != "message" {
+					continue
+				}
+				if i := bytes.Index(tok.Raw, []byte("<body>t=")); i >= 0 {
+					rest := tok.Raw[i+8:]
+					if j := bytes.IndexByte(rest, '<'); j > 0 {
+						if ns, err := strconv.ParseInt(string(rest[:j]), 10, 64); err == nil {
+							lat.add(time.Since(time.Unix(0, ns)))
+							received.Add(1)
+						}
+					}
+				}
+			}
+		}()
+	}
+	start := time.Now()
+	end := start.Add(cfg.Duration)
+	stop := progress(ctx, cfg.Progress, start, func() string {
+		return fmt.Sprintf("sent %d received %d errors %d", sent.Load(), received.Load(), errs.Load())
+	})
+	var wg sync.WaitGroup
+	for p := 0; p < pairs; p++ {
+		snd, to := conns[2*p], conns[2*p+1].JID
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var interval time.Duration
+			if cfg.Rate > 0 {
+				interval = time.Duration(float64(time.Second) * float64(pairs) / float64(cfg.Rate))
+			}
+			buf := make([]byte, 0, 256)
+			next := time.Now()
+			for time.Now().Before(end) && ctx.Err() == nil {
+				if interval > 0 {
+					if d := time.Until(next); d > 0 {
+						time.Sleep(d)
+					}
+					next = next.Add(interval)
+				}
+				buf = chatMessage(buf[:0], to, time.Now())
+				if err := snd.Send(buf); err != nil {
+					errs.Add(1)
+					return
+				}
+				sent.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	sendEnd := time.Since(start)
+	// Drain: wait until everything sent arrived, or 5 s of silence.
+	last, quiet := received.Load(), time.Now()
+	for received.Load() < sent.Load() && time.Since(quiet) < 5*time.Second {
+		time.Sleep(20 * time.Millisecond)
+		if n := received.Load(); n != last {
+			last, quiet = n, time.Now()
+		}
+	}
+	stop()
+	r.Seconds = sendEnd.Seconds()
+	r.Sent, r.Received, r.Errors = sent.Load(), received.Load(), errs.Load()
+	r.Throughput = float64(r.Received) / time.Since(start).Seconds()
+	lat.fill(&r)
+	return r, nil
+}
+
+// Print writes the human summary and one JSON line.
+func (r Result) Print(w io.Writer) {
+	fmt.Fprintf(w, "scenario %s against %s, %d users, %.1fs: logins %d, sent %d, received %d, errors %d, %.0f/s; latency ms p50 %.2f p90 %.2f p99 %.2f p99.9 %.2f; client CPU %.0f ms\n",
+		r.Scenario, r.Target, r.Users, r.Seconds, r.Logins, r.Sent, r.Received, r.Errors, r.Throughput, r.P50, r.P90, r.P99, r.P999, r.ClientCPU)
+	b, _ := json.Marshal(r)
+	fmt.Fprintf(w, "%s\n", b)
+}
