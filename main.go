@@ -58,7 +58,7 @@ commands:
   device simulate -psk HEX [-every 5s] [-server HOST:PORT] NAME
                        run a virtual sensor over DTLS: reports a reading, answers
                        the XEP-0050 commands "read" and "set"
-  bench -target HOST:PORT -domain D -users N -scenario login|chat|idle [-duration 10s] [-rate R]
+  bench -target HOST:PORT -domain D -users N -scenario login|chat|idle|presence [-duration 10s] [-rate R]
                        load any XMPP server and print figures (see BENCHMARKS.md)
   check-config         load and validate the configuration, print it
   version              print the version
@@ -372,10 +372,11 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&c.Users, "users", 10, "accounts PREFIX1..PREFIXN")
 	fs.StringVar(&c.Prefix, "prefix", "user", "account name prefix")
 	fs.StringVar(&c.Password, "password", "pass%d", "password; %d is replaced by the account number")
-	fs.StringVar(&c.Scenario, "scenario", "chat", "login, chat or idle")
+	fs.StringVar(&c.Scenario, "scenario", "chat", "login, chat, idle or presence")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "how long the load runs")
 	fs.IntVar(&c.Rate, "rate", 0, "chat: messages per second in total (0: as fast as possible)")
 	fs.IntVar(&c.Workers, "workers", 8, "login: concurrent logins")
+	fs.IntVar(&c.Contacts, "contacts", 5, "presence: contacts per user (mutual subscriptions are made first)")
 	fs.BoolVar(&c.TLS, "tls", true, "use STARTTLS when offered")
 	fs.StringVar(&c.Mech, "mech", "", "SASL mechanism: PLAIN, SCRAM-SHA-1 or SCRAM-SHA-256 (default: PLAIN over TLS, else SCRAM-SHA-1)")
 	if err := fs.Parse(args); err != nil {

@@ -70,6 +70,17 @@ func TestScenarios(t *testing.T) {
 			t.Fatalf("%+v %v", r, err)
 		}
 	})
+	t.Run("presence fan-out: every change reaches every contact and the sender", func(t *testing.T) {
+		c := base
+		c.Scenario, c.Duration, c.Rate, c.Contacts = "presence", time.Second, 60, 2
+		r, err := Run(t.Context(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Sent == 0 || r.Received != r.Sent*3 {
+			t.Fatalf("%d changes should give %d deliveries (2 contacts + self), got %+v", r.Sent, r.Sent*3, r)
+		}
+	})
 	t.Run("idle", func(t *testing.T) {
 		c := base
 		c.Scenario, c.Duration = "idle", 300*time.Millisecond

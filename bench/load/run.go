@@ -26,6 +26,7 @@ type Config struct {
 	Duration time.Duration
 	Rate     int // chat: messages per second in total; 0 = as fast as possible
 	Workers  int // login: concurrent logins
+	Contacts int // presence: contacts per user (mutual subscriptions made first)
 	Progress io.Writer
 }
 
@@ -80,8 +81,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		r, err = runChat(ctx, cfg)
 	case "idle":
 		r, err = runIdle(ctx, cfg)
+	case "presence":
+		r, err = runPresence(ctx, cfg)
 	default:
-		return Result{}, fmt.Errorf("scenario %q: use login, chat or idle", cfg.Scenario)
+		return Result{}, fmt.Errorf("scenario %q: use login, chat, idle or presence", cfg.Scenario)
 	}
 	r.Scenario, r.Target, r.Users = cfg.Scenario, cfg.Target, cfg.Users
 	r.ClientCPU = cpuMillis() - cpu0
@@ -338,4 +341,118 @@ func (r Result) Print(w io.Writer) {
 		r.Scenario, r.Target, r.Users, r.Seconds, r.Logins, r.Sent, r.Received, r.Errors, r.Throughput, r.P50, r.P90, r.P99, r.P999, r.ClientCPU)
 	b, _ := json.Marshal(r)
 	fmt.Fprintf(w, "%s\n", b)
+}
+
+// runPresence subscribes every user mutually to the next cfg.Contacts
+// users, then has each change its presence (at cfg.Rate changes per
+// second in total, or as fast as possible) and counts the presence
+// deliveries the fan-out produces.
+func runPresence(ctx context.Context, cfg Config) (Result, error) {
+	var r Result
+	k := max(cfg.Contacts, 1)
+	if cfg.Users <= k {
+		return r, errors.New("presence needs more users than contacts")
+	}
+	conns, err := connectAll(ctx, cfg, "presence")
+	if err != nil {
+		return r, err
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	var received, approved atomic.Int64
+	var lat latencies
+	for _, c := range conns {
+		go func() {
+			for {
+				tok, err := c.Next()
+				if err != nil {
+					return
+				}
+				if string(tok.Local) != "presence" {
+					continue
+				}
+				typ, _ := tok.Attr("type")
+				from, _ := tok.Attr("from")
+				switch string(typ) {
+				case "subscribe":
+					// Approve every request, as a client's auto-accept would.
+					c.Send([]byte("<presence type='subscribed' to='" + string(from) + "'/>"))
+				case "subscribed":
+					approved.Add(1)
+				case "":
+					if i := bytes.Index(tok.Raw, []byte("<status>t=")); i >= 0 {
+						rest := tok.Raw[i+10:]
+						if j := bytes.IndexByte(rest, '<'); j > 0 {
+							if ns, err := strconv.ParseInt(string(rest[:j]), 10, 64); err == nil {
+								lat.add(time.Since(time.Unix(0, ns)))
+								received.Add(1)
+							}
+						}
+					}
+				}
+			}
+		}()
+	}
+	n := len(conns)
+	for i, c := range conns {
+		for d := 1; d <= k; d++ {
+			u, _ := cfg.user((i+d)%n + 1)
+			c.Send([]byte("<presence type='subscribe' to='" + u + "@" + cfg.Domain + "'/>"))
+		}
+	}
+	// Wait for the approvals (bounded).
+	for t := 0; t < 200 && approved.Load() < int64(n*k); t++ {
+		time.Sleep(25 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	received.Store(0)
+	start := time.Now()
+	end := start.Add(cfg.Duration)
+	var changes atomic.Int64
+	stop := progress(ctx, cfg.Progress, start, func() string {
+		return fmt.Sprintf("changes %d presence received %d", changes.Load(), received.Load())
+	})
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var interval time.Duration
+			if cfg.Rate > 0 {
+				interval = time.Duration(float64(time.Second) * float64(n) / float64(cfg.Rate))
+			}
+			next := time.Now()
+			for time.Now().Before(end) && ctx.Err() == nil {
+				if interval > 0 {
+					if d := time.Until(next); d > 0 {
+						time.Sleep(d)
+					}
+					next = next.Add(interval)
+				}
+				if c.Send([]byte(fmt.Sprintf("<presence><show>away</show><status>t=%d</status></presence>", time.Now().UnixNano()))) != nil {
+					return
+				}
+				changes.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	// Each change goes to k contacts and to the user's own resource.
+	want := changes.Load() * int64(k+1)
+	last, quiet := received.Load(), time.Now()
+	for received.Load() < want && time.Since(quiet) < 5*time.Second {
+		time.Sleep(20 * time.Millisecond)
+		if v := received.Load(); v != last {
+			last, quiet = v, time.Now()
+		}
+	}
+	stop()
+	r.Seconds = time.Since(start).Seconds()
+	r.Sent, r.Received = changes.Load(), received.Load()
+	r.Throughput = float64(r.Received) / r.Seconds
+	lat.fill(&r)
+	return r, nil
 }
