@@ -30,7 +30,7 @@ import (
 
 	"golang.org/x/term"
 
-	"roost/bench/load"
+	"roost/bench"
 	"roost/devices"
 	"roost/devices/datagram"
 	"roost/devices/simulator"
@@ -59,7 +59,10 @@ commands:
                        run a virtual sensor over DTLS: reports a reading, answers
                        the XEP-0050 commands "read" and "set"
   bench -target HOST:PORT -domain D -users N -scenario login|chat|idle|presence [-duration 10s] [-rate R]
-                       load any XMPP server and print figures (see BENCHMARKS.md)
+                       load any XMPP server and print figures (see BENCHMARKS.md);
+                       -raw drives "bench relay" instead
+  bench relay [-listen ADDR]
+                       a trivial TCP relay (no XML): the machine's ceiling for bench -raw
   check-config         load and validate the configuration, print it
   version              print the version
 
@@ -85,7 +88,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "device":
 		err = cmdDevice(args[1:], stdout)
 	case "bench":
-		err = cmdBench(args[1:], stdout, stderr)
+		if err = bench.Command(args[1:], stdout, stderr); errors.Is(err, bench.ErrUsage) {
+			err = usageError{err.Error()}
+		}
 	case "check-config":
 		err = cmdCheckConfig(args[1:], stdout)
 	case "version", "-version", "--version":
@@ -361,34 +366,4 @@ func simulate(cfg *server.Config, name, pskHex, target string, every time.Durati
 	defer s.Close()
 	log.Info("simulated device online", "identity", identity, "server", target, "every", every)
 	return s.Run(ctx)
-}
-
-func cmdBench(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("roost bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var c load.Config
-	fs.StringVar(&c.Target, "target", "127.0.0.1:5222", "server address host:port")
-	fs.StringVar(&c.Domain, "domain", "localhost", "XMPP domain of the accounts")
-	fs.IntVar(&c.Users, "users", 10, "accounts PREFIX1..PREFIXN")
-	fs.StringVar(&c.Prefix, "prefix", "user", "account name prefix")
-	fs.StringVar(&c.Password, "password", "pass%d", "password; %d is replaced by the account number")
-	fs.StringVar(&c.Scenario, "scenario", "chat", "login, chat, idle or presence")
-	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "how long the load runs")
-	fs.IntVar(&c.Rate, "rate", 0, "chat: messages per second in total (0: as fast as possible)")
-	fs.IntVar(&c.Workers, "workers", 8, "login: concurrent logins")
-	fs.IntVar(&c.Contacts, "contacts", 5, "presence: contacts per user (mutual subscriptions are made first)")
-	fs.BoolVar(&c.TLS, "tls", true, "use STARTTLS when offered")
-	fs.StringVar(&c.Mech, "mech", "", "SASL mechanism: PLAIN, SCRAM-SHA-1 or SCRAM-SHA-256 (default: PLAIN over TLS, else SCRAM-SHA-1)")
-	if err := fs.Parse(args); err != nil {
-		return usageError{fmt.Sprintf("bench: %v", err)}
-	}
-	c.Progress = stderr
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	r, err := load.Run(ctx, c)
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	r.Print(stdout)
-	return nil
 }

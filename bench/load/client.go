@@ -28,6 +28,10 @@ type Options struct {
 	TLS      bool   // STARTTLS when offered (certificates are not checked: a load tool)
 	Mech     string // PLAIN or SCRAM-SHA-1 (default: SCRAM-SHA-1 without TLS, PLAIN with)
 	Timeout  time.Duration
+	// Raw speaks to `roost bench relay` instead of an XMPP server: no
+	// TLS, SASL or bind, just a name line and then newline-ended
+	// stanzas. It measures the machine's ceiling for the same load.
+	Raw bool
 }
 
 // Conn is one logged-in client.
@@ -71,6 +75,9 @@ func Dial(o Options, user, resource string, presence bool) (*Conn, error) {
 	nc, err := net.DialTimeout("tcp", o.Target, o.Timeout)
 	if err != nil {
 		return nil, err
+	}
+	if o.Raw {
+		return dialRelay(nc, o, user+"@"+o.Domain+"/"+resource)
 	}
 	nc.SetDeadline(time.Now().Add(o.Timeout))
 	c := &Conn{nc: nc, scan: xmlscan.New(nc, xmlscan.Limits{})}
@@ -214,4 +221,21 @@ func chatMessage(dst []byte, to string, sent time.Time) []byte {
 	dst = append(dst, "'><body>t="...)
 	dst = fmt.Appendf(dst, "%d", sent.UnixNano())
 	return append(dst, "</body></message>"...)
+}
+
+// dialRelay registers jid with the relay, which answers with a stream
+// header so that the same scanner reads what it forwards.
+func dialRelay(nc net.Conn, o Options, jid string) (*Conn, error) {
+	nc.SetDeadline(time.Now().Add(o.Timeout))
+	c := &Conn{nc: nc, scan: xmlscan.New(nc, xmlscan.Limits{}), JID: jid}
+	if _, err := nc.Write([]byte(jid + "\n")); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("relay %s: %w", o.Target, err)
+	}
+	if tok, err := c.scan.Next(); err != nil || tok.Kind != xmlscan.KindHeader {
+		nc.Close()
+		return nil, fmt.Errorf("relay %s: no stream header: %v", o.Target, err)
+	}
+	nc.SetDeadline(time.Time{})
+	return c, nil
 }

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"testing"
 	"time"
 
+	"roost/bench/relay"
 	"roost/server"
 )
 
@@ -96,4 +98,26 @@ func TestScenarios(t *testing.T) {
 			t.Fatal("want an error")
 		}
 	})
+}
+
+// The raw ceiling: the same chat load through the relay, exact counts.
+func TestRawRelay(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go relay.New(slog.New(slog.NewTextHandler(io.Discard, nil))).Serve(t.Context(), ln)
+	c := Config{Options: Options{Target: ln.Addr().String(), Domain: "localhost", Raw: true, Timeout: 5 * time.Second},
+		Users: 6, Prefix: "user", Password: "x", Scenario: "chat", Duration: time.Second, Rate: 300}
+	r, err := Run(t.Context(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Sent == 0 || r.Sent != r.Received || r.Errors != 0 {
+		t.Fatalf("%+v", r)
+	}
+	c.Scenario = "presence"
+	if _, err := Run(t.Context(), c); err == nil {
+		t.Fatal("presence over the relay should be refused")
+	}
 }

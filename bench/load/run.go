@@ -71,6 +71,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Users < 1 || cfg.Duration <= 0 {
 		return Result{}, errors.New("-users and -duration must be positive")
 	}
+	if cfg.Raw && cfg.Scenario == "presence" {
+		return Result{}, errors.New("-raw: the relay has no rosters; use chat, login or idle")
+	}
 	cpu0 := cpuMillis()
 	var r Result
 	var err error
@@ -205,11 +208,7 @@ func connectAll(ctx context.Context, cfg Config, res string) ([]*Conn, error) {
 	}
 	wg.Wait()
 	if first != nil {
-		for _, c := range conns {
-			if c != nil {
-				c.Close()
-			}
-		}
+		closeAll(conns)
 		return nil, first
 	}
 	return conns, ctx.Err()
@@ -234,9 +233,7 @@ func runIdle(ctx context.Context, cfg Config) (Result, error) {
 	case <-time.After(cfg.Duration):
 	case <-ctx.Done():
 	}
-	for _, c := range conns {
-		c.Close()
-	}
+	closeAll(conns)
 	r.Seconds = time.Since(start).Seconds()
 	return r, nil
 }
@@ -254,11 +251,7 @@ func runChat(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return r, err
 	}
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
+	defer closeAll(conns)
 	var sent, received, errs atomic.Int64
 	var lat latencies
 	for p := 0; p < pairs; p++ {
@@ -272,14 +265,9 @@ func runChat(ctx context.Context, cfg Config) (Result, error) {
 				if string(tok.Local) != "message" {
 					continue
 				}
-				if i := bytes.Index(tok.Raw, []byte("<body>t=")); i >= 0 {
-					rest := tok.Raw[i+8:]
-					if j := bytes.IndexByte(rest, '<'); j > 0 {
-						if ns, err := strconv.ParseInt(string(rest[:j]), 10, 64); err == nil {
-							lat.add(time.Since(time.Unix(0, ns)))
-							received.Add(1)
-						}
-					}
+				if age, ok := stampAge(tok.Raw, "<body>t="); ok {
+					lat.add(age)
+					received.Add(1)
 				}
 			}
 		}()
@@ -295,20 +283,14 @@ func runChat(ctx context.Context, cfg Config) (Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var interval time.Duration
-			if cfg.Rate > 0 {
-				interval = time.Duration(float64(time.Second) * float64(pairs) / float64(cfg.Rate))
-			}
+			pace := newPacer(cfg.Rate, pairs)
 			buf := make([]byte, 0, 256)
-			next := time.Now()
 			for time.Now().Before(end) && ctx.Err() == nil {
-				if interval > 0 {
-					if d := time.Until(next); d > 0 {
-						time.Sleep(d)
-					}
-					next = next.Add(interval)
-				}
+				pace.wait()
 				buf = chatMessage(buf[:0], to, time.Now())
+				if cfg.Raw {
+					buf = append(buf, '\n')
+				}
 				if err := snd.Send(buf); err != nil {
 					errs.Add(1)
 					return
@@ -319,14 +301,7 @@ func runChat(ctx context.Context, cfg Config) (Result, error) {
 	}
 	wg.Wait()
 	sendEnd := time.Since(start)
-	// Drain: wait until everything sent arrived, or 5 s of silence.
-	last, quiet := received.Load(), time.Now()
-	for received.Load() < sent.Load() && time.Since(quiet) < 5*time.Second {
-		time.Sleep(20 * time.Millisecond)
-		if n := received.Load(); n != last {
-			last, quiet = n, time.Now()
-		}
-	}
+	drain(&received, sent.Load())
 	stop()
 	r.Seconds = sendEnd.Seconds()
 	r.Sent, r.Received, r.Errors = sent.Load(), received.Load(), errs.Load()
@@ -357,11 +332,7 @@ func runPresence(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return r, err
 	}
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
+	defer closeAll(conns)
 	var received, approved atomic.Int64
 	var lat latencies
 	for _, c := range conns {
@@ -383,14 +354,9 @@ func runPresence(ctx context.Context, cfg Config) (Result, error) {
 				case "subscribed":
 					approved.Add(1)
 				case "":
-					if i := bytes.Index(tok.Raw, []byte("<status>t=")); i >= 0 {
-						rest := tok.Raw[i+10:]
-						if j := bytes.IndexByte(rest, '<'); j > 0 {
-							if ns, err := strconv.ParseInt(string(rest[:j]), 10, 64); err == nil {
-								lat.add(time.Since(time.Unix(0, ns)))
-								received.Add(1)
-							}
-						}
+					if age, ok := stampAge(tok.Raw, "<status>t="); ok {
+						lat.add(age)
+						received.Add(1)
 					}
 				}
 			}
@@ -420,18 +386,9 @@ func runPresence(ctx context.Context, cfg Config) (Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var interval time.Duration
-			if cfg.Rate > 0 {
-				interval = time.Duration(float64(time.Second) * float64(n) / float64(cfg.Rate))
-			}
-			next := time.Now()
+			pace := newPacer(cfg.Rate, n)
 			for time.Now().Before(end) && ctx.Err() == nil {
-				if interval > 0 {
-					if d := time.Until(next); d > 0 {
-						time.Sleep(d)
-					}
-					next = next.Add(interval)
-				}
+				pace.wait()
 				if c.Send([]byte(fmt.Sprintf("<presence><show>away</show><status>t=%d</status></presence>", time.Now().UnixNano()))) != nil {
 					return
 				}
@@ -441,18 +398,79 @@ func runPresence(ctx context.Context, cfg Config) (Result, error) {
 	}
 	wg.Wait()
 	// Each change goes to k contacts and to the user's own resource.
-	want := changes.Load() * int64(k+1)
-	last, quiet := received.Load(), time.Now()
-	for received.Load() < want && time.Since(quiet) < 5*time.Second {
-		time.Sleep(20 * time.Millisecond)
-		if v := received.Load(); v != last {
-			last, quiet = v, time.Now()
-		}
-	}
+	drain(&received, changes.Load()*int64(k+1))
 	stop()
 	r.Seconds = time.Since(start).Seconds()
 	r.Sent, r.Received = changes.Load(), received.Load()
 	r.Throughput = float64(r.Received) / r.Seconds
 	lat.fill(&r)
 	return r, nil
+}
+
+// pacer spaces one sender's sends so that senders of them together make
+// rate per second; rate 0 means no pacing.
+type pacer struct {
+	interval time.Duration
+	next     time.Time
+}
+
+func newPacer(rate, senders int) *pacer {
+	p := &pacer{next: time.Now()}
+	if rate > 0 {
+		p.interval = time.Duration(float64(time.Second) * float64(senders) / float64(rate))
+	}
+	return p
+}
+
+// wait sleeps until the next send is due. A sender that fell behind
+// catches up without sleeping, so the total rate holds.
+func (p *pacer) wait() {
+	if p.interval == 0 {
+		return
+	}
+	if d := time.Until(p.next); d > 0 {
+		time.Sleep(d)
+	}
+	p.next = p.next.Add(p.interval)
+}
+
+// drain waits until received reaches want or nothing new has arrived for
+// five seconds, whichever is first.
+func drain(received *atomic.Int64, want int64) {
+	last, quiet := received.Load(), time.Now()
+	for received.Load() < want && time.Since(quiet) < 5*time.Second {
+		time.Sleep(20 * time.Millisecond)
+		if n := received.Load(); n != last {
+			last, quiet = n, time.Now()
+		}
+	}
+}
+
+// closeAll ends every open session in conns.
+func closeAll(conns []*Conn) {
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// stampAge finds marker followed by a send time in Unix nanoseconds (as
+// chatMessage and the presence scenario write it) and says how long ago
+// that was.
+func stampAge(raw []byte, marker string) (time.Duration, bool) {
+	i := bytes.Index(raw, []byte(marker))
+	if i < 0 {
+		return 0, false
+	}
+	rest := raw[i+len(marker):]
+	j := bytes.IndexByte(rest, '<')
+	if j <= 0 {
+		return 0, false
+	}
+	ns, err := strconv.ParseInt(string(rest[:j]), 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return time.Since(time.Unix(0, ns)), true
 }

@@ -1,0 +1,177 @@
+// Package relay is the raw ceiling for `roost bench`: a TCP relay that
+// forwards newline-ended stanzas to the connection named in their `to`
+// attribute, with no XML parsing, no TLS and no store. Driven by the same
+// load as Roost, it shows how much of the machine the routing itself
+// costs: what remains is the kernel, the scheduler and the load tool.
+//
+// Protocol: a client's first line is its name (a full JID); the relay
+// answers with a stream header. Every later line is forwarded, as is,
+// to the client whose name is the value of the line's first to='…'
+// attribute; lines to unknown names are dropped.
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+)
+
+// Header is what the relay writes first on every connection, so that an
+// XMPP stream scanner can read the forwarded stanzas.
+const Header = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+
+// maxQueue bounds what one slow reader may have waiting; beyond it the
+// relay drops, as Roost does with a slow reader.
+const maxQueue = 1 << 20
+
+// Relay holds the connected clients by name.
+type Relay struct {
+	log   *slog.Logger
+	mu    sync.RWMutex
+	peers map[string]*peer
+}
+
+// New returns an empty relay.
+func New(log *slog.Logger) *Relay {
+	return &Relay{log: log, peers: make(map[string]*peer)}
+}
+
+// Serve accepts connections on ln until ctx ends.
+func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
+	go func() { <-ctx.Done(); ln.Close() }()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		go r.handle(nc)
+	}
+}
+
+// peer is one connection's outbound side: lines queue in buf and one
+// writer goroutine, started only while there is something to write,
+// flushes them in batches.
+type peer struct {
+	nc      net.Conn
+	mu      sync.Mutex
+	buf     []byte
+	writing bool
+	closed  bool
+}
+
+func (p *peer) enqueue(line []byte) {
+	p.mu.Lock()
+	if p.closed || len(p.buf)+len(line) > maxQueue {
+		p.mu.Unlock()
+		return
+	}
+	p.buf = append(p.buf, line...)
+	start := !p.writing
+	p.writing = true
+	p.mu.Unlock()
+	if start {
+		go p.flush()
+	}
+}
+
+func (p *peer) flush() {
+	var out []byte
+	for {
+		p.mu.Lock()
+		if len(p.buf) == 0 || p.closed {
+			p.writing = false
+			p.mu.Unlock()
+			return
+		}
+		out, p.buf = p.buf, out[:0]
+		p.mu.Unlock()
+		if _, err := p.nc.Write(out); err != nil {
+			p.mu.Lock()
+			p.closed, p.writing = true, false
+			p.mu.Unlock()
+			return
+		}
+	}
+}
+
+func (r *Relay) handle(nc net.Conn) {
+	defer nc.Close()
+	br := bufio.NewReaderSize(nc, 16<<10)
+	name, err := br.ReadSlice('\n')
+	if err != nil {
+		return
+	}
+	key := string(bytes.TrimSpace(name))
+	p := &peer{nc: nc}
+	r.mu.Lock()
+	r.peers[key] = p
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		if r.peers[key] == p {
+			delete(r.peers, key)
+		}
+		r.mu.Unlock()
+		p.mu.Lock()
+		p.closed = true
+		p.mu.Unlock()
+	}()
+	p.enqueue([]byte(Header))
+	skipping := false // inside a line too long for the read buffer
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			if !skipping {
+				r.log.Warn("relay: line longer than the read buffer dropped", "from", key)
+			}
+			skipping = true
+			continue
+		}
+		if err != nil {
+			return
+		}
+		if skipping {
+			skipping = false
+			continue
+		}
+		to := destination(line)
+		if to == nil {
+			continue
+		}
+		r.mu.RLock()
+		dst := r.peers[string(to)] // no allocation: the compiler looks up []byte keys in place
+		r.mu.RUnlock()
+		if dst != nil {
+			dst.enqueue(line)
+		}
+	}
+}
+
+// destination is the value of the first to='…' or to="…" in line.
+func destination(line []byte) []byte {
+	i := bytes.Index(line, []byte(" to="))
+	if i < 0 || i+5 >= len(line) {
+		return nil
+	}
+	q := line[i+4]
+	if q != '\'' && q != '"' {
+		return nil
+	}
+	rest := line[i+5:]
+	j := bytes.IndexByte(rest, q)
+	if j < 0 {
+		return nil
+	}
+	return rest[:j]
+}
