@@ -14,6 +14,7 @@ require (
 
 require (
 	github.com/google/uuid v1.6.0 // indirect
+	github.com/kardianos/service v1.3.0 // indirect
 	github.com/pion/logging v0.2.4 // indirect
 	github.com/pion/transport/v5 v5.0.0 // indirect
 	github.com/xdg-go/stringprep v1.0.4 // indirect

@@ -3,6 +3,8 @@
 //	roost run [-config FILE]                      serve (the embedded config.json when no file is given)
 //	roost user add|del|passwd [-config FILE] JID  manage accounts (password on standard input)
 //	roost user list [-config FILE]
+//	roost install|uninstall|start|stop|restart|status   the system service
+//	roost backup|restore FILE                     copy the store out, or back in
 //	roost check-config [-config FILE]
 //	roost version
 //
@@ -12,18 +14,24 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	_ "embed"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	osuser "os/user"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -36,6 +44,7 @@ import (
 	"roost/devices/simulator"
 	"roost/server"
 	"roost/server/control"
+	"roost/server/sysservice"
 	"roost/storage"
 )
 
@@ -63,12 +72,26 @@ commands:
                        -raw drives "bench relay" instead
   bench relay [-listen ADDR]
                        a trivial TCP relay (no XML): the machine's ceiling for bench -raw
+  install [-config FILE] [-user NAME]
+                       install as a system service (systemd, Windows SCM); writes a
+                       default config to FILE (default %s) if there is none
+  uninstall | start | stop | restart
+                       control the installed service
+  status               the service's state and the running server's
+  backup FILE          write a consistent copy of the store to FILE (server running or not)
+  restore FILE         replace the store with a backup (the server must be stopped)
   check-config         load and validate the configuration, print it
   version              print the version
 
 Every command takes -config FILE after its name, so the CLI finds the same
-data directory as the server it administers.
+data directory as the server it administers. Without it, the administration
+commands use the installed service's config (%s) when it exists.
 `
+
+func usageText() string {
+	p := sysservice.DefaultConfigPath()
+	return fmt.Sprintf(usage, p, p)
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -76,7 +99,7 @@ func main() {
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usageText())
 		return 2
 	}
 	var err error
@@ -91,22 +114,30 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err = bench.Command(args[1:], stdout, stderr); errors.Is(err, bench.ErrUsage) {
 			err = usageError{err.Error()}
 		}
+	case "install", "uninstall", "start", "stop", "restart":
+		err = cmdService(args[0], args[1:], stdout)
+	case "status":
+		err = cmdStatus(args[1:], stdout)
+	case "backup":
+		err = cmdBackup(args[1:], stdout)
+	case "restore":
+		err = cmdRestore(args[1:], stdout)
 	case "check-config":
 		err = cmdCheckConfig(args[1:], stdout)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "roost %s (%s %s/%s)\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usageText())
 		return 0
 	default:
-		fmt.Fprintf(stderr, "roost: unknown command %q\n\n%s", args[0], usage)
+		fmt.Fprintf(stderr, "roost: unknown command %q\n\n%s", args[0], usageText())
 		return 2
 	}
 	if err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "roost: %v\n\n%s", err, usage)
+			fmt.Fprintf(stderr, "roost: %v\n\n%s", err, usageText())
 			return 2
 		}
 		fmt.Fprintf(stderr, "roost: %v\n", err)
@@ -128,7 +159,7 @@ func parseFlags(name string, args []string) (*server.Config, []string, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, usageError{fmt.Sprintf("%s: %v", name, err)}
 	}
-	cfg, err := server.LoadConfig(defaultConfig, *path)
+	cfg, err := server.LoadConfig(defaultConfig, adminConfig(name, *path))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -143,7 +174,26 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if len(rest) > 0 {
 		return usageError{fmt.Sprintf("run: unexpected argument %q", rest[0])}
 	}
+	if runtime.GOOS == "windows" && !sysservice.Interactive() {
+		// Started by the Service Control Manager: log to the event log.
+		return sysservice.RunManaged(serviceSpec(cfg, configPathArg(args), ""), cfg.SlogLevel(), func(log *slog.Logger, stop <-chan struct{}) error {
+			return serve(cfg, log, stop)
+		})
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
+	stop := make(chan struct{})
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+		got := <-sig
+		log.Info("shutting down", "signal", got.String())
+		close(stop)
+	}()
+	return serve(cfg, log, stop)
+}
+
+// serve runs the server until stop is closed.
+func serve(cfg *server.Config, log *slog.Logger, stop <-chan struct{}) error {
 	srv := server.New(cfg, log)
 	start := time.Now()
 	if err := srv.Start(); err != nil {
@@ -151,16 +201,14 @@ func cmdRun(args []string, stderr io.Writer) error {
 	}
 	var dl *datagram.Listener
 	if cfg.Listen.DTLS != "" {
+		var err error
 		if dl, err = datagram.Listen(srv, cfg.Listen.DTLS, log); err != nil {
 			srv.Shutdown(context.Background())
 			return err
 		}
 	}
 	log.Info("roost started", "version", server.Version, "domain", cfg.Domain, "data_dir", cfg.DataDir, "certificate", srv.CertPath(), "startup", time.Since(start).Round(time.Microsecond))
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	got := <-sig
-	log.Info("shutting down", "signal", got.String())
+	<-stop
 	if dl != nil {
 		dl.Close() // devices first: their sessions leave while the store is open
 	}
@@ -200,7 +248,7 @@ func cmdDevice(args []string, stdout io.Writer) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{fmt.Sprintf("device %s: %v", sub, err)}
 	}
-	cfg, err := server.LoadConfig(defaultConfig, *path)
+	cfg, err := server.LoadConfig(defaultConfig, adminConfig("device", *path))
 	if err != nil {
 		return err
 	}
@@ -290,17 +338,27 @@ func administer(cfg *server.Config, req control.Request) (control.Response, stri
 		return control.Response{}, "", fmt.Errorf("create data_dir %s: %w", cfg.DataDir, err)
 	}
 	path := server.StorePath(cfg)
-	st, err := storage.Open(path, storage.Options{ScramIterations: cfg.ScramIterations, Timeout: 300 * time.Millisecond})
-	if errors.Is(err, storage.ErrLocked) {
-		sock := server.ControlPath(cfg)
-		resp, err := control.Call(sock, req)
-		if err != nil {
-			return resp, "", fmt.Errorf("the store %s is in use, and the running server did not answer on %s: %w", path, sock, err)
+	sock := server.ControlPath(cfg)
+	// The store is locked either by the running server (ask it over its
+	// control socket) or, briefly, by another admin command (wait for it).
+	deadline := time.Now().Add(10 * time.Second)
+	var st *storage.Store
+	for {
+		var err error
+		st, err = storage.Open(path, storage.Options{ScramIterations: cfg.ScramIterations, Timeout: 300 * time.Millisecond})
+		if err == nil {
+			break
 		}
-		return resp, "through the running server at " + sock, nil
-	}
-	if err != nil {
-		return control.Response{}, "", err
+		if !errors.Is(err, storage.ErrLocked) {
+			return control.Response{}, "", err
+		}
+		resp, cerr := control.Call(sock, req)
+		if cerr == nil {
+			return resp, "through the running server at " + sock, nil
+		}
+		if time.Now().After(deadline) {
+			return resp, "", fmt.Errorf("the store %s stayed in use for 10 s, and no running server answered on %s: %w", path, sock, cerr)
+		}
 	}
 	defer st.Close()
 	return server.Admin{Store: st, Domain: cfg.Domain, DeviceOwners: cfg.Devices.Owners}.Do(req), "store " + path, nil
@@ -366,4 +424,267 @@ func simulate(cfg *server.Config, name, pskHex, target string, every time.Durati
 	defer s.Close()
 	log.Info("simulated device online", "identity", identity, "server", target, "every", every)
 	return s.Run(ctx)
+}
+
+// adminConfig is the config file an administration command reads: the one
+// given, else the installed service's when it exists (as prosodyctl finds
+// Prosody's), else none (the embedded defaults). `run` never guesses.
+func adminConfig(cmd, given string) string {
+	if given != "" || cmd == "run" {
+		return given
+	}
+	if _, err := os.Stat(sysservice.DefaultConfigPath()); err == nil {
+		return sysservice.DefaultConfigPath()
+	}
+	return ""
+}
+
+// configPathArg is the -config value in args, made absolute.
+func configPathArg(args []string) string {
+	for i, a := range args {
+		if (a == "-config" || a == "--config") && i+1 < len(args) {
+			p, _ := filepath.Abs(args[i+1])
+			return p
+		}
+		if v, ok := strings.CutPrefix(strings.TrimLeft(a, "-"), "config="); ok {
+			p, _ := filepath.Abs(v)
+			return p
+		}
+	}
+	return ""
+}
+
+// serviceSpec is what the installed service runs for cfg.
+func serviceSpec(cfg *server.Config, configPath, user string) sysservice.Spec {
+	exe, err := os.Executable()
+	if err == nil {
+		if p, err := filepath.EvalSymlinks(exe); err == nil {
+			exe = p
+		}
+	}
+	return sysservice.Spec{Executable: exe, ConfigPath: configPath, DataDir: cfg.DataDir, User: user}
+}
+
+func cmdService(op string, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("roost "+op, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	path := fs.String("config", sysservice.DefaultConfigPath(), "the service's configuration file")
+	user := fs.String("user", "", "install: run the service as this existing account instead of root")
+	if err := fs.Parse(args); err != nil {
+		return usageError{fmt.Sprintf("%s: %v", op, err)}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("%s: unexpected argument %q", op, fs.Arg(0))}
+	}
+	if *user != "" && op != "install" {
+		return usageError{"-user is for install"}
+	}
+	abs, err := filepath.Abs(*path)
+	if err != nil {
+		return fmt.Errorf("%s: config path %s: %w", op, *path, err)
+	}
+	// The defaults are enough to find and control the service; install
+	// needs the real config to know the data directory.
+	m, err := sysservice.NewManager(serviceSpec(&server.Config{}, abs, *user))
+	if err != nil {
+		return err
+	}
+	if op != "install" {
+		if op == "uninstall" {
+			err = m.Uninstall()
+		} else {
+			err = m.Control(op)
+		}
+		if err != nil {
+			return err
+		}
+		if op == "uninstall" {
+			fmt.Fprintf(stdout, "uninstalled the %s service; its config and data directory are kept\n", sysservice.Name)
+		} else {
+			fmt.Fprintf(stdout, "%s: %s done\n", sysservice.Name, op)
+		}
+		return nil
+	}
+	// Everything that can refuse does so before anything is written.
+	if err := m.Check(); err != nil {
+		return err
+	}
+	if m.Installed() {
+		return m.Install() // the "already installed" message
+	}
+	var owner *osuser.User
+	if *user != "" {
+		if owner, err = osuser.Lookup(*user); err != nil {
+			return fmt.Errorf("install: no account %q: create it first, for example: useradd --system --home-dir %s --shell /usr/sbin/nologin %s", *user, sysservice.DefaultDataDir(), *user)
+		}
+	}
+	created, err := writeServiceConfig(abs, owner)
+	if err != nil {
+		return err
+	}
+	cfg, err := server.LoadConfig(defaultConfig, abs)
+	if err != nil {
+		return fmt.Errorf("install: %w (fix %s and run install again)", err, abs)
+	}
+	if !filepath.IsAbs(cfg.DataDir) {
+		return fmt.Errorf("install: data_dir %q in %s is relative; a service needs an absolute path such as %s", cfg.DataDir, abs, sysservice.DefaultDataDir())
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("install: data directory %s: %w", cfg.DataDir, err)
+	}
+	if owner != nil && runtime.GOOS != "windows" {
+		if err := chownTree(cfg.DataDir, owner); err != nil {
+			return fmt.Errorf("install: give %s to %s: %w", cfg.DataDir, owner.Username, err)
+		}
+	}
+	if m, err = sysservice.NewManager(serviceSpec(cfg, abs, *user)); err != nil {
+		return err
+	}
+	if err := m.Install(); err != nil {
+		return err
+	}
+	how := "kept the existing config"
+	if created {
+		how = "wrote a default config"
+	}
+	fmt.Fprintf(stdout, "installed the %s service (%s): %s %s, data in %s\nstart it with: roost start\n", sysservice.Name, m.Platform(), how, abs, cfg.DataDir)
+	return nil
+}
+
+// writeServiceConfig writes the embedded default config with the
+// service's data directory to path unless a file is already there.
+func writeServiceConfig(path string, owner *osuser.User) (bool, error) {
+	if _, err := os.Stat(path); err == nil {
+		return false, nil
+	}
+	dir, _ := json.Marshal(sysservice.DefaultDataDir())
+	body := bytes.Replace(defaultConfig, []byte(`"data_dir": "roost-data"`), append([]byte(`"data_dir": `), dir...), 1)
+	if bytes.Equal(body, defaultConfig) {
+		return false, errors.New("install: the embedded config has no data_dir line to set (a build error)")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return false, fmt.Errorf("install: config directory: %w", err)
+	}
+	if err := os.WriteFile(path, body, 0o640); err != nil {
+		return false, fmt.Errorf("install: write %s: %w", path, err)
+	}
+	if owner != nil && runtime.GOOS != "windows" {
+		// root owns it; the service's group may read it.
+		gid, _ := strconv.Atoi(owner.Gid)
+		if err := os.Chown(path, 0, gid); err != nil {
+			return true, fmt.Errorf("install: chown %s: %w", path, err)
+		}
+	}
+	return true, nil
+}
+
+func chownTree(dir string, owner *osuser.User) error {
+	uid, _ := strconv.Atoi(owner.Uid)
+	gid, _ := strconv.Atoi(owner.Gid)
+	return filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+}
+
+func cmdStatus(args []string, stdout io.Writer) error {
+	cfg, rest, err := parseFlags("status", args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usageError{"status takes no arguments"}
+	}
+	if m, err := sysservice.NewManager(serviceSpec(cfg, "", "")); err != nil {
+		fmt.Fprintf(stdout, "service: %v\n", err)
+	} else if st, err := m.Status(); err != nil {
+		fmt.Fprintf(stdout, "service: unavailable (%v)\n", err)
+	} else {
+		fmt.Fprintf(stdout, "service: %s (%s)\n", st, m.Platform())
+	}
+	sock := server.ControlPath(cfg)
+	resp, err := control.Call(sock, control.Request{Op: "status"})
+	if err != nil {
+		fmt.Fprintf(stdout, "server: not running (nothing answers on %s)\n", sock)
+		return nil
+	}
+	fmt.Fprintf(stdout, "server: %s\n", resp.Message)
+	for _, l := range resp.Lines {
+		fmt.Fprintf(stdout, "  %s\n", l)
+	}
+	return nil
+}
+
+func cmdBackup(args []string, stdout io.Writer) error {
+	cfg, rest, err := parseFlags("backup", args)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return usageError{"backup needs the FILE to write, for example: roost backup /root/roost-backup.db"}
+	}
+	dst := rest[0]
+	store := server.StorePath(cfg)
+	if _, err := os.Stat(store); err != nil {
+		return fmt.Errorf("backup: no store at %s (is -config right?)", store)
+	}
+	via := "store " + store
+	err = storage.WriteFileSynced(dst, func(w io.Writer) error {
+		_, err := storage.BackupFile(store, w)
+		if !errors.Is(err, storage.ErrLocked) {
+			return err
+		}
+		// The server holds the store: it writes the copy for us.
+		sock := server.ControlPath(cfg)
+		via = "through the running server at " + sock
+		resp, err := control.Fetch(sock, control.Request{Op: "backup"}, w)
+		if err != nil {
+			return fmt.Errorf("the store is in use and the server did not answer: %w", err)
+		}
+		if resp.Error != "" {
+			return errors.New(resp.Error)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	sum, err := storage.Inspect(dst)
+	if err != nil {
+		return fmt.Errorf("backup: the copy does not check out: %w", err)
+	}
+	fi, _ := os.Stat(dst)
+	fmt.Fprintf(stdout, "backup written to %s: %d bytes, %d users, %d devices, schema %d (%s)\n", dst, fi.Size(), sum.Users, sum.Devices, sum.Schema, via)
+	return nil
+}
+
+func cmdRestore(args []string, stdout io.Writer) error {
+	cfg, rest, err := parseFlags("restore", args)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return usageError{"restore needs the backup FILE, for example: roost restore /root/roost-backup.db"}
+	}
+	sock := server.ControlPath(cfg)
+	if _, err := control.Call(sock, control.Request{Op: "status"}); err == nil {
+		return fmt.Errorf("restore: the server is running (it answers on %s); stop it first (roost stop, or end the process), then restore", sock)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("restore: data_dir %s: %w", cfg.DataDir, err)
+	}
+	kept, sum, err := storage.Restore(server.StorePath(cfg), rest[0])
+	if errors.Is(err, storage.ErrLocked) {
+		return fmt.Errorf("restore: another process holds the store %s; stop it first", server.StorePath(cfg))
+	}
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	fmt.Fprintf(stdout, "restored %s from %s: %d users, %d devices\n", server.StorePath(cfg), rest[0], sum.Users, sum.Devices)
+	if kept != "" {
+		fmt.Fprintf(stdout, "the previous store is kept as %s\n", kept)
+	}
+	return nil
 }

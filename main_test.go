@@ -8,10 +8,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"roost/server"
+	"roost/server/control"
+	"roost/storage"
 )
 
 // cli runs the roost CLI in-process.
@@ -97,3 +102,142 @@ func TestCLIThroughRunningServer(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestBackupUnderWriteLoad: a backup taken through the running server
+// while accounts are being added is a valid store holding every account
+// acknowledged before the backup began, and exactly a prefix of the
+// sequence (a consistent snapshot, not a torn copy).
+func TestBackupUnderWriteLoad(t *testing.T) {
+	dir, cfgPath := writeConfig(t)
+	cfg, err := server.LoadConfig(defaultConfig, cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ScramIterations = 64 // the load is commits, not key derivation
+	srv := server.New(cfg, discardLogger())
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(t.Context())
+	sock := server.ControlPath(cfg)
+	var acked atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for i := 1; i <= 5000; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			resp, err := control.Call(sock, control.Request{Op: "user.add", JID: fmt.Sprintf("u%05d@localhost", i), Password: "pw"})
+			if err != nil || resp.Error != "" {
+				done <- fmt.Errorf("add u%05d: %v %s", i, err, resp.Error)
+				return
+			}
+			acked.Store(int64(i))
+		}
+		done <- nil
+	}()
+	for acked.Load() < 50 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	before := acked.Load()
+	dst := filepath.Join(dir, "backup.db")
+	code, out := cli(t, "", "backup", "-config", cfgPath, dst)
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 || !strings.Contains(out, "through the running server") {
+		t.Fatalf("backup: exit %d: %s", code, out)
+	}
+	st, err := storage.Open(dst, storage.Options{})
+	if err != nil {
+		t.Fatalf("the backup does not open as a store: %v", err)
+	}
+	defer st.Close()
+	users, err := st.Users()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(users)) < before {
+		t.Fatalf("backup holds %d users, %d were acknowledged before it began", len(users), before)
+	}
+	for i, u := range users {
+		if want := fmt.Sprintf("u%05d", i+1); u != want {
+			t.Fatalf("user %d in the backup is %s, want %s: not a consistent snapshot", i, u, want)
+		}
+	}
+	t.Logf("%d users acknowledged before the backup, %d in it, %d acknowledged by the end", before, len(users), acked.Load())
+}
+
+// TestBackupRestore: backup with the server stopped, restore refuses while
+// a server runs, and restores when it is stopped, keeping the old store.
+func TestBackupRestore(t *testing.T) {
+	dir, cfgPath := writeConfig(t)
+	if code, out := cli(t, "pw\n", "user", "add", "-config", cfgPath, "alice@localhost"); code != 0 {
+		t.Fatal(out)
+	}
+	dst := filepath.Join(dir, "b.db")
+	if code, out := cli(t, "", "backup", "-config", cfgPath, dst); code != 0 || !strings.Contains(out, "1 users") {
+		t.Fatalf("backup: %d %s", code, out)
+	}
+	if code, out := cli(t, "pw\n", "user", "add", "-config", cfgPath, "bob@localhost"); code != 0 {
+		t.Fatal(out)
+	}
+	cfg, _ := server.LoadConfig(defaultConfig, cfgPath)
+	srv := server.New(cfg, discardLogger())
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	code, out := cli(t, "", "restore", "-config", cfgPath, dst)
+	if code != 1 || !strings.Contains(out, "the server is running") {
+		t.Fatalf("restore while running: %d %s", code, out)
+	}
+	srv.Shutdown(t.Context())
+	if code, out := cli(t, "", "restore", "-config", cfgPath, cfgPath); code != 1 || !strings.Contains(out, "not a readable store") {
+		t.Fatalf("restore of a non-store: %d %s", code, out)
+	}
+	code, out = cli(t, "", "restore", "-config", cfgPath, dst)
+	if code != 0 || !strings.Contains(out, "previous store is kept") {
+		t.Fatalf("restore: %d %s", code, out)
+	}
+	if _, out := cli(t, "", "user", "list", "-config", cfgPath); out != "alice@localhost\n" {
+		t.Fatalf("after restore: %q", out)
+	}
+	kept, _ := filepath.Glob(filepath.Join(cfg.DataDir, "roost.db.before-restore-*"))
+	if len(kept) != 1 {
+		t.Fatalf("kept: %v", kept)
+	}
+	if sum, err := storage.Inspect(kept[0]); err != nil || sum.Users != 2 {
+		t.Fatalf("the kept store: %+v %v", sum, err)
+	}
+}
+
+// TestInstallWithoutServiceManager: on a machine without systemd (CI, a
+// container) install says so plainly and writes nothing.
+func TestInstallWithoutServiceManager(t *testing.T) {
+	if _, err := os.Stat("/run/systemd/system"); err == nil || runtime.GOOS != "linux" {
+		t.Skip("this machine has a service manager")
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "etc", "config.json")
+	for _, op := range []string{"install", "start", "stop", "uninstall"} {
+		code, out := cli(t, "", op, "-config", cfgPath)
+		if code != 1 || !strings.Contains(out, "no usable service manager") || !strings.Contains(out, "roost run -config FILE") {
+			t.Fatalf("%s: exit %d: %s", op, code, out)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("install wrote %v", entries)
+	}
+	if _, err := os.Stat("/etc/systemd/system/roost.service"); err == nil {
+		t.Fatal("a unit file appeared")
+	}
+	code, out := cli(t, "", "status")
+	if code != 0 || !strings.Contains(out, "service: unavailable (no usable service manager") || !strings.Contains(out, "server: not running") {
+		t.Fatalf("status: exit %d: %s", code, out)
+	}
+}

@@ -1,65 +1,150 @@
 #!/usr/bin/env bash
-# Roost, Prosody and ejabberd side by side under the same load (roost bench), one run.
-#   bench/compare.sh                 USERS=20 by default; PEERS=../shared/peers (the peers' configs)
-# Needs root: installs prosody and ejabberd from Debian when missing. Loopback only; every load is
-# bounded in time. Prints a markdown table: latency at a fixed rate, messages/s at saturation,
-# logins/s, server CPU ms per 10,000 delivered messages, server RSS with USERS idle sessions.
+# Roost, Prosody and ejabberd side by side under the same load, in one run, plus the raw TCP relay
+# (the machine's ceiling) and a tsung cross-check. Prints markdown tables for BENCHMARKS.md.
+#   bench/compare.sh
+# Environment: USERS=20 (chat, login, presence), IDLE=2000 (idle sessions for the memory row),
+# TSUNG_USERS=100 and TSUNG_LOOPS=30 (TSUNG_USERS=0 skips tsung), STARTS=3 (start-up samples).
+# Needs root: installs prosody, ejabberd and tsung from Debian when missing (tests/peers/peers.sh).
+# Loopback only; every load is bounded in time; all three servers use STARTTLS and PLAIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-USERS=${USERS:-20}
-H=$(cd "${PEERS:-../shared/peers}" && pwd)
+USERS=${USERS:-20} IDLE=${IDLE:-2000} TSUNG_USERS=${TSUNG_USERS:-100} TSUNG_LOOPS=${TSUNG_LOOPS:-30}
+STARTS=${STARTS:-3}
+ACCOUNTS=$(printf '%s\n' "$USERS" "$IDLE" "$TSUNG_USERS" | sort -n | tail -1)
+PEERS=tests/peers/peers.sh
 W=$(mktemp -d /tmp/roost-compare.XXXX)
+ulimit -n 65536 2>/dev/null || true
+log() { echo "compare: $*" >&2; }
 
-need=()
-command -v prosody >/dev/null || need+=(prosody lua-unbound)
-command -v ejabberdctl >/dev/null || need+=(ejabberd)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-
+$PEERS install
 go build -trimpath -ldflags "-s -w" -o "$W/roost" .
-cat > "$W/c.json" <<EOF
+cat >"$W/c.json" <<JSON
 {"log_level":"warn","data_dir":"$W/data","listen":{"c2s":"127.0.0.1:35522","c2s_tls":"","dtls":""}}
-EOF
-for i in $(seq 1 "$USERS"); do echo "pass$i" | "$W/roost" user add -config "$W/c.json" "user$i@localhost" >/dev/null; done
-"$W/roost" run -config "$W/c.json" 2>"$W/roost.log" &
-ROOST_PID=$!
+JSON
+log "registering $ACCOUNTS accounts on Roost"
+for i in $(seq 1 "$ACCOUNTS"); do echo "pass$i"; done |
+  xargs -P 4 -I{} sh -c 'n=${1#pass}; echo "$1" | "$2/roost" user add -config "$2/c.json" "user$n@localhost" >/dev/null' _ {} "$W"
+
+ROOST_PID=
+roost_start() { "$W/roost" run -config "$W/c.json" 2>>"$W/roost.log" & ROOST_PID=$!; waitport 35522 20; }
+roost_stop() { [ -n "$ROOST_PID" ] && kill "$ROOST_PID" 2>/dev/null && wait "$ROOST_PID" 2>/dev/null; ROOST_PID=; }
+RELAY_PID=
 cleanup() {
-  kill "$ROOST_PID" 2>/dev/null || true
-  "$H/peers.sh" stop prosody >/dev/null 2>&1 || true
-  "$H/peers.sh" stop ejabberd >/dev/null 2>&1 || true
+  roost_stop || true
+  [ -n "$RELAY_PID" ] && kill "$RELAY_PID" 2>/dev/null
+  $PEERS stop prosody; $PEERS stop ejabberd
 }
 trap cleanup EXIT
-"$H/peers.sh" start prosody >/dev/null
-"$H/register_users.sh" prosody "$USERS" >/dev/null
-"$H/peers.sh" start ejabberd >/dev/null
-"$H/register_users.sh" ejabberd "$USERS" >/dev/null
-sleep 1
+waitport() { local i; for ((i = 0; i < $2 * 100; i++)); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.01; done; return 1; }
+now_ms() { date +%s%3N; }
+
+# Start-up: from exec to the c2s port accepting, median of STARTS; the server is left running.
+# (Not in a $(...): the server started inside would hold the substitution open.)
+declare -A V
+startup() { # name start-cmd stop-cmd port
+  local i t0 s=()
+  for ((i = 1; i <= STARTS; i++)); do
+    t0=$(now_ms); $2 >/dev/null; waitport "$4" 60; s+=($(( $(now_ms) - t0 )))
+    if [ "$i" -lt "$STARTS" ]; then $3; sleep 0.5; fi
+  done
+  V[$1.start]=$(printf '%s\n' "${s[@]}" | sort -n | sed -n "$(( (STARTS + 1) / 2 ))p")
+}
+startup Roost roost_start roost_stop 35522
+log "Roost up in ${V[Roost.start]} ms"
+startup Prosody "$PEERS start prosody" "$PEERS stop prosody" 16222
+log "Prosody up in ${V[Prosody.start]} ms; registering $ACCOUNTS accounts"
+$PEERS users prosody "$ACCOUNTS"
+startup ejabberd "$PEERS start ejabberd" "$PEERS stop ejabberd" 26222
+log "ejabberd up in ${V[ejabberd.start]} ms; registering $ACCOUNTS accounts"
+$PEERS users ejabberd "$ACCOUNTS"
 
 cpu_ms() { awk '{print ($14+$15)*1000/'"$(getconf CLK_TCK)"'}' "/proc/$1/stat"; }
 rss_kib() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
-field() { sed -n 's/.*"'"$2"'":\([0-9.]*\).*/\1/p' <<<"$1"; }
+field() { sed -n 's/.*"'"$2"'":\([0-9.e+-]*\).*/\1/p' <<<"$1"; }
+bench() { timeout 300 "$W/roost" bench "$@" 2>/dev/null | tail -1; }
 
-row() { # name target domain pid
-  local name=$1 target=$2 domain=$3 pid=$4 b="$W/roost bench -target $2 -domain $3 -users $USERS"
-  local fixed sat login idle c0 c1 r0 r1
-  fixed=$($b -scenario chat -duration 5s -rate 2000 2>/dev/null | tail -1)
-  c0=$(cpu_ms "$pid")
-  sat=$($b -scenario chat -duration 5s 2>/dev/null | tail -1)
-  c1=$(cpu_ms "$pid")
-  login=$($b -scenario login -duration 3s 2>/dev/null | tail -1)
+measure() { # name target domain pid
+  local n=$1 b=(-target "$2" -domain "$3") pid=$4 out c0 c1 r0
+  log "$n: $IDLE idle sessions"
   r0=$(rss_kib "$pid")
-  $b -scenario idle -duration 4s >/dev/null 2>&1 &
-  local idle=$!
-  sleep 3; r1=$(rss_kib "$pid"); wait "$idle" || true
-  local recv; recv=$(field "$sat" received)
-  printf '| %s | %s / %s | %.0f | %.0f | %.0f | %s → %s KiB |\n' "$name" \
-    "$(field "$fixed" p50_ms)" "$(field "$fixed" p99_ms)" "$(field "$sat" throughput_per_s)" \
-    "$(field "$login" throughput_per_s)" "$(awk "BEGIN{print ($c1-$c0)*10000/($recv>0?$recv:1)}")" "$r0" "$r1"
+  timeout 400 "$W/roost" bench "${b[@]}" -users "$IDLE" -scenario idle -duration 10s >"$W/idle.out" 2>"$W/idle.err" &
+  local ip=$! i
+  for ((i = 0; i < 3000; i++)); do grep -q "sessions open" "$W/idle.err" && break; kill -0 $ip 2>/dev/null || break; sleep 0.1; done
+  sleep 4
+  V[$n.rss0]=$r0 V[$n.rss1]=$(rss_kib "$pid")
+  wait $ip || log "$n: idle run failed: $(tail -1 "$W/idle.err")"
+  V[$n.idle]=$(field "$(tail -1 "$W/idle.out")" logins)
+  V[$n.kib]=$(awk "BEGIN{printf \"%.1f\", (${V[$n.rss1]}-$r0)/(${V[$n.idle]:-0}>0?${V[$n.idle]}:1)}")
+  sleep 2
+  log "$n: chat"
+  out=$(bench "${b[@]}" -users "$USERS" -scenario chat -duration 5s -rate 2000)
+  V[$n.p50]=$(field "$out" p50_ms) V[$n.p99]=$(field "$out" p99_ms) V[$n.fixed_ok]="$(field "$out" received)/$(field "$out" sent)"
+  c0=$(cpu_ms "$pid")
+  out=$(bench "${b[@]}" -users "$USERS" -scenario chat -duration 5s)
+  c1=$(cpu_ms "$pid")
+  V[$n.sat]=$(field "$out" throughput_per_s) V[$n.sat_ok]="$(field "$out" received)/$(field "$out" sent)"
+  V[$n.cpu]=$(awk "BEGIN{r=$(field "$out" received); printf \"%.0f\", ($c1-$c0)*10000/(r>0?r:1)}")
+  log "$n: logins"
+  out=$(bench "${b[@]}" -users "$USERS" -scenario login -duration 3s)
+  V[$n.login]=$(field "$out" throughput_per_s)
+  log "$n: presence"
+  out=$(bench "${b[@]}" -users "$USERS" -contacts 5 -scenario presence -duration 5s -rate 500)
+  V[$n.pp99]=$(field "$out" p99_ms) V[$n.pres_ok]="$(field "$out" received)/$(field "$out" sent)"
+  out=$(bench "${b[@]}" -users "$USERS" -contacts 5 -scenario presence -duration 5s)
+  V[$n.psat]=$(field "$out" throughput_per_s)
+  if [ "$TSUNG_USERS" -gt 0 ]; then
+    log "$n: tsung, then the same load from roost bench"
+    V[$n.tsung]=$(timeout 600 bench/tsung.sh "${2%:*}" "${2#*:}" "$3" "$TSUNG_USERS" "$TSUNG_LOOPS" | sed -n 1p | sed 's/^tsung [^:]*: //')
+    out=$(bench "${b[@]}" -users "$TSUNG_USERS" -scenario chat -duration "${TSUNG_LOOPS}s" -rate "$TSUNG_USERS")
+    V[$n.own]="sent $(field "$out" sent), received $(field "$out" received), delivery mean $(awk "BEGIN{printf \"%.2f\", $(field "$out" mean_ms)}") ms, p99 $(field "$out" p99_ms) ms, errors $(field "$out" errors)"
+  fi
 }
+measure Roost 127.0.0.1:35522 localhost "$ROOST_PID"
+measure Prosody 127.0.0.1:16222 prosody.test "$($PEERS pid prosody)"
+measure ejabberd 127.0.0.1:26222 ejabberd.test "$($PEERS pid ejabberd)"
 
-echo "| server | chat at 2,000/s p50 / p99 ms | chat msgs/s at saturation | logins/s | server CPU ms per 10k msgs | RSS idle → $USERS sessions |"
+log "raw relay"
+"$W/roost" bench relay -listen 127.0.0.1:35599 2>/dev/null & RELAY_PID=$!
+waitport 35599 10
+out=$(bench -raw -target 127.0.0.1:35599 -users "$USERS" -scenario chat -duration 5s -rate 2000)
+V[relay.p50]=$(field "$out" p50_ms) V[relay.p99]=$(field "$out" p99_ms)
+c0=$(cpu_ms "$RELAY_PID")
+out=$(bench -raw -target 127.0.0.1:35599 -users "$USERS" -scenario chat -duration 5s)
+c1=$(cpu_ms "$RELAY_PID")
+V[relay.sat]=$(field "$out" throughput_per_s) V[relay.sat_ok]="$(field "$out" received)/$(field "$out" sent)"
+V[relay.cpu]=$(awk "BEGIN{r=$(field "$out" received); printf \"%.0f\", ($c1-$c0)*10000/(r>0?r:1)}")
+
+f0() { awk "BEGIN{printf \"%.0f\", $1}"; }
+echo "| | Roost | Prosody | ejabberd | Roost vs best peer | raw relay |"
 echo "|---|---|---|---|---|---|"
-row Roost 127.0.0.1:35522 localhost "$ROOST_PID"
-row Prosody 127.0.0.1:15222 peer.test "$(cat /tmp/peers/prosody/prosody.pid)"
-row ejabberd 127.0.0.1:25222 ej.test "$(cat /tmp/peers/ejabberd/ejabberd.pid)"
+ratio() { # key higher|lower
+  local p=${V[Prosody.$1]} e=${V[ejabberd.$1]} r=${V[Roost.$1]}
+  awk -v r="$r" -v p="$p" -v e="$e" -v how="$2" 'BEGIN{
+    if (how == "higher") { b = p > e ? p : e; w = p > e ? "Prosody" : "ejabberd" } else { b = p < e ? p : e; w = p < e ? "Prosody" : "ejabberd" }
+    printf "%.2f× %s", (b > 0 ? r / b : 0), w }'
+}
+row() { # label key how fmt relay
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$(printf "$4" "${V[Roost.$2]}")" "$(printf "$4" "${V[Prosody.$2]}")" \
+    "$(printf "$4" "${V[ejabberd.$2]}")" "$(ratio "$2" "$3")" "${5:-}"
+}
+row "chat msgs/s at saturation ($USERS users)" sat higher '%.0f' "$(f0 "${V[relay.sat]}")"
+row "chat at 2,000/s: p99 ms" p99 lower '%s' "${V[relay.p99]}"
+row "chat at 2,000/s: p50 ms" p50 lower '%s' "${V[relay.p50]}"
+row "server CPU ms per 10,000 messages (saturation)" cpu lower '%s' "${V[relay.cpu]}"
+row "KiB RSS per idle session ($IDLE, STARTTLS)" kib lower '%s'
+row "logins/s (STARTTLS+PLAIN+bind+presence, 8 at a time)" login higher '%.0f'
+row "presence deliveries/s at saturation (5 contacts)" psat higher '%.0f'
+row "presence at 500 changes/s: p99 ms" pp99 lower '%s'
+row "start-up ms (exec to c2s port open, median of $STARTS)" start lower '%s'
+echo
+echo "Delivered/sent: chat at 2,000/s Roost ${V[Roost.fixed_ok]}, Prosody ${V[Prosody.fixed_ok]}, ejabberd ${V[ejabberd.fixed_ok]};" \
+  "saturation Roost ${V[Roost.sat_ok]}, Prosody ${V[Prosody.sat_ok]}, ejabberd ${V[ejabberd.sat_ok]}, relay ${V[relay.sat_ok]};" \
+  "presence deliveries/changes at 500/s Roost ${V[Roost.pres_ok]}, Prosody ${V[Prosody.pres_ok]}, ejabberd ${V[ejabberd.pres_ok]}."
+echo "RSS before → with $IDLE idle sessions: Roost ${V[Roost.rss0]} → ${V[Roost.rss1]} KiB (${V[Roost.idle]} open)," \
+  "Prosody ${V[Prosody.rss0]} → ${V[Prosody.rss1]} KiB (${V[Prosody.idle]} open), ejabberd ${V[ejabberd.rss0]} → ${V[ejabberd.rss1]} KiB (${V[ejabberd.idle]} open)."
+if [ "$TSUNG_USERS" -gt 0 ]; then
+  echo
+  echo "| $TSUNG_USERS users, one message/s each | tsung 1.7 (bench/tsung.sh) | roost bench, same users and rate |"
+  echo "|---|---|---|"
+  for n in Roost Prosody ejabberd; do echo "| $n | ${V[$n.tsung]} | ${V[$n.own]} |"; done
+fi

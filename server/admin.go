@@ -4,7 +4,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"time"
 
 	"roost/devices"
 	"roost/server/control"
@@ -38,6 +40,12 @@ func (a Admin) Do(req control.Request) control.Response {
 	case "user.add", "user.passwd", "user.del":
 	case "status":
 		return control.Response{Message: "running"}
+	case "backup":
+		store := a.Store
+		return control.Response{Message: "backup of " + store.Path(), Body: func(w io.Writer) error {
+			_, err := store.Backup(w)
+			return err
+		}}
 	case "device.add", "device.del", "device.rekey", "device.list":
 		return a.device(req)
 	default:
@@ -104,8 +112,17 @@ func (s *Server) startControl() error {
 	}
 	s.control = l
 	admin := Admin{Store: s.store, Domain: s.cfg.Domain, DeviceOwners: s.cfg.Devices.Owners}
+	started := time.Now()
 	go control.Serve(l, func(req control.Request) control.Response {
 		resp := admin.Do(req)
+		if req.Op == "status" {
+			resp.Lines = append(resp.Lines,
+				"version "+Version,
+				"domain "+s.cfg.Domain,
+				"up "+time.Since(started).Round(time.Second).String(),
+				fmt.Sprintf("sessions %d", s.router.Count()),
+				"data_dir "+s.cfg.DataDir)
+		}
 		if req.Op != "user.list" && req.Op != "status" && resp.Error == "" {
 			s.log.Info("control: "+req.Op, "jid", req.JID)
 		}

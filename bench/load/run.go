@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -41,6 +40,7 @@ type Result struct {
 	Received   int64   `json:"received"`
 	Errors     int64   `json:"errors"`
 	Throughput float64 `json:"throughput_per_s"` // logins/s or received msg/s
+	Mean       float64 `json:"mean_ms"`
 	P50        float64 `json:"p50_ms"`
 	P90        float64 `json:"p90_ms"`
 	P99        float64 `json:"p99_ms"`
@@ -94,12 +94,6 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	return r, err
 }
 
-func cpuMillis() float64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e6
-}
-
 // latencies collects samples and reports percentiles.
 type latencies struct {
 	mu sync.Mutex
@@ -119,6 +113,11 @@ func (l *latencies) fill(r *Result) {
 		return
 	}
 	sort.Float64s(l.ms)
+	var sum float64
+	for _, v := range l.ms {
+		sum += v
+	}
+	r.Mean = sum / float64(len(l.ms))
 	at := func(q float64) float64 { return l.ms[min(len(l.ms)-1, int(q*float64(len(l.ms))))] }
 	r.P50, r.P90, r.P99, r.P999 = at(0.50), at(0.90), at(0.99), at(0.999)
 }
@@ -312,8 +311,8 @@ func runChat(ctx context.Context, cfg Config) (Result, error) {
 
 // Print writes the human summary and one JSON line.
 func (r Result) Print(w io.Writer) {
-	fmt.Fprintf(w, "scenario %s against %s, %d users, %.1fs: logins %d, sent %d, received %d, errors %d, %.0f/s; latency ms p50 %.2f p90 %.2f p99 %.2f p99.9 %.2f; client CPU %.0f ms\n",
-		r.Scenario, r.Target, r.Users, r.Seconds, r.Logins, r.Sent, r.Received, r.Errors, r.Throughput, r.P50, r.P90, r.P99, r.P999, r.ClientCPU)
+	fmt.Fprintf(w, "scenario %s against %s, %d users, %.1fs: logins %d, sent %d, received %d, errors %d, %.0f/s; latency ms mean %.2f p50 %.2f p90 %.2f p99 %.2f p99.9 %.2f; client CPU %.0f ms\n",
+		r.Scenario, r.Target, r.Users, r.Seconds, r.Logins, r.Sent, r.Received, r.Errors, r.Throughput, r.Mean, r.P50, r.P90, r.P99, r.P999, r.ClientCPU)
 	b, _ := json.Marshal(r)
 	fmt.Fprintf(w, "%s\n", b)
 }

@@ -7,9 +7,11 @@
 package control
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -32,6 +34,9 @@ type Response struct {
 	Message string   `json:"message,omitempty"`
 	Users   []string `json:"users,omitempty"`
 	Lines   []string `json:"lines,omitempty"` // more output, one line each
+	// Body, when set on a successful response, streams bytes after the
+	// JSON (a backup); the client reads them with Fetch.
+	Body func(io.Writer) error `json:"-"`
 }
 
 // Handler executes a request.
@@ -78,7 +83,14 @@ func Serve(l net.Listener, h Handler, log *slog.Logger) {
 				json.NewEncoder(c).Encode(Response{Error: "bad request: " + err.Error()})
 				return
 			}
-			json.NewEncoder(c).Encode(h(req))
+			resp := h(req)
+			if err := json.NewEncoder(c).Encode(resp); err != nil || resp.Error != "" || resp.Body == nil {
+				return
+			}
+			c.SetDeadline(time.Now().Add(bodyTimeout))
+			if err := resp.Body(c); err != nil {
+				log.Warn("control: "+req.Op+" failed while sending", "err", err)
+			}
 		}()
 	}
 }
@@ -86,8 +98,17 @@ func Serve(l net.Listener, h Handler, log *slog.Logger) {
 // ErrNoServer means nothing answers on the control socket.
 var ErrNoServer = errors.New("no running server answers on the control socket")
 
+// bodyTimeout bounds a streamed body: a backup of a large store on an SD card.
+const bodyTimeout = 10 * time.Minute
+
 // Call sends req to the server listening at path.
 func Call(path string, req Request) (Response, error) {
+	return Fetch(path, req, nil)
+}
+
+// Fetch is Call for a request whose answer streams a body: on success the
+// body is copied to w.
+func Fetch(path string, req Request, w io.Writer) (Response, error) {
 	c, err := net.DialTimeout("unix", path, 2*time.Second)
 	if err != nil {
 		return Response{}, fmt.Errorf("%w (%s): %v", ErrNoServer, path, err)
@@ -98,8 +119,26 @@ func Call(path string, req Request) (Response, error) {
 		return Response{}, fmt.Errorf("control %s: %w", path, err)
 	}
 	var resp Response
-	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+	dec := json.NewDecoder(c)
+	if err := dec.Decode(&resp); err != nil {
 		return Response{}, fmt.Errorf("control %s: %w", path, err)
 	}
+	if w != nil && resp.Error == "" {
+		c.SetDeadline(time.Now().Add(bodyTimeout))
+		// The decoder may have read past the JSON: start with what it holds.
+		rest := io.MultiReader(dec.Buffered(), c)
+		if _, err := io.Copy(w, skipNewline(rest)); err != nil {
+			return resp, fmt.Errorf("control %s: receiving: %w", path, err)
+		}
+	}
 	return resp, nil
+}
+
+// skipNewline drops the newline json.Encoder writes after the response.
+func skipNewline(r io.Reader) io.Reader {
+	br := bufio.NewReader(r)
+	if b, err := br.Peek(1); err == nil && b[0] == '\n' {
+		br.Discard(1)
+	}
+	return br
 }
