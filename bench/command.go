@@ -42,6 +42,7 @@ func Command(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&c.Rate, "rate", 0, "chat: messages per second in total (0: as fast as possible)")
 	fs.IntVar(&c.Workers, "workers", 8, "login: concurrent logins")
 	fs.IntVar(&c.Contacts, "contacts", 5, "presence: contacts per user (mutual subscriptions are made first)")
+	fs.IntVar(&c.Window, "window", 64, "chat, presence: most sends one sender may have unanswered (0: unbounded)")
 	fs.BoolVar(&c.TLS, "tls", true, "use STARTTLS when offered")
 	fs.StringVar(&c.Mech, "mech", "", "SASL mechanism: PLAIN, SCRAM-SHA-1 or SCRAM-SHA-256 (default: PLAIN over TLS, else SCRAM-SHA-1)")
 	fs.BoolVar(&c.Raw, "raw", false, "drive `roost bench relay` instead of an XMPP server (the raw ceiling)")

@@ -26,6 +26,12 @@ type Config struct {
 	Rate     int // chat: messages per second in total; 0 = as fast as possible
 	Workers  int // login: concurrent logins
 	Contacts int // presence: contacts per user (mutual subscriptions made first)
+	// Window is how many sends one sender may have outstanding (chat: not
+	// yet received by its partner; presence: not yet echoed back to it).
+	// It keeps saturation runs closed-loop, so that a slow server is
+	// measured at its pace instead of buried under an ever-growing
+	// backlog. 0 means unbounded.
+	Window   int
 	Progress io.Writer
 }
 
@@ -253,8 +259,11 @@ func runChat(ctx context.Context, cfg Config) (Result, error) {
 	defer closeAll(conns)
 	var sent, received, errs atomic.Int64
 	var lat latencies
+	done := deadline(ctx, cfg.Duration)
+	wins := make([]*window, pairs)
 	for p := 0; p < pairs; p++ {
-		rcv := conns[2*p+1]
+		rcv, win := conns[2*p+1], newWindow(cfg.Window)
+		wins[p] = win
 		go func() {
 			for {
 				tok, err := rcv.Next()
@@ -267,6 +276,7 @@ func runChat(ctx context.Context, cfg Config) (Result, error) {
 				if age, ok := stampAge(tok.Raw, "<body>t="); ok {
 					lat.add(age)
 					received.Add(1)
+					win.release()
 				}
 			}
 		}()
@@ -278,7 +288,7 @@ func runChat(ctx context.Context, cfg Config) (Result, error) {
 	})
 	var wg sync.WaitGroup
 	for p := 0; p < pairs; p++ {
-		snd, to := conns[2*p], conns[2*p+1].JID
+		snd, to, win := conns[2*p], conns[2*p+1].JID, wins[p]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -286,6 +296,9 @@ func runChat(ctx context.Context, cfg Config) (Result, error) {
 			buf := make([]byte, 0, 256)
 			for time.Now().Before(end) && ctx.Err() == nil {
 				pace.wait()
+				if !win.acquire(done) {
+					return
+				}
 				buf = chatMessage(buf[:0], to, time.Now())
 				if cfg.Raw {
 					buf = append(buf, '\n')
@@ -334,7 +347,10 @@ func runPresence(ctx context.Context, cfg Config) (Result, error) {
 	defer closeAll(conns)
 	var received, approved atomic.Int64
 	var lat latencies
-	for _, c := range conns {
+	wins := make([]*window, len(conns))
+	for i, c := range conns {
+		win := newWindow(cfg.Window)
+		wins[i] = win
 		go func() {
 			for {
 				tok, err := c.Next()
@@ -356,6 +372,9 @@ func runPresence(ctx context.Context, cfg Config) (Result, error) {
 					if age, ok := stampAge(tok.Raw, "<status>t="); ok {
 						lat.add(age)
 						received.Add(1)
+						if string(from) == c.JID { // our own change, back to us
+							win.release()
+						}
 					}
 				}
 			}
@@ -380,14 +399,19 @@ func runPresence(ctx context.Context, cfg Config) (Result, error) {
 	stop := progress(ctx, cfg.Progress, start, func() string {
 		return fmt.Sprintf("changes %d presence received %d", changes.Load(), received.Load())
 	})
+	done := deadline(ctx, cfg.Duration)
 	var wg sync.WaitGroup
-	for _, c := range conns {
+	for i, c := range conns {
+		win := wins[i]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			pace := newPacer(cfg.Rate, n)
 			for time.Now().Before(end) && ctx.Err() == nil {
 				pace.wait()
+				if !win.acquire(done) {
+					return
+				}
 				if c.Send([]byte(fmt.Sprintf("<presence><show>away</show><status>t=%d</status></presence>", time.Now().UnixNano()))) != nil {
 					return
 				}
@@ -433,11 +457,11 @@ func (p *pacer) wait() {
 	p.next = p.next.Add(p.interval)
 }
 
-// drain waits until received reaches want or nothing new has arrived for
-// five seconds, whichever is first.
+// drain waits until received reaches want, or nothing new has arrived
+// for five seconds, or 30 s have passed, whichever is first.
 func drain(received *atomic.Int64, want int64) {
-	last, quiet := received.Load(), time.Now()
-	for received.Load() < want && time.Since(quiet) < 5*time.Second {
+	last, quiet, start := received.Load(), time.Now(), time.Now()
+	for received.Load() < want && time.Since(quiet) < 5*time.Second && time.Since(start) < 30*time.Second {
 		time.Sleep(20 * time.Millisecond)
 		if n := received.Load(); n != last {
 			last, quiet = n, time.Now()
@@ -472,4 +496,53 @@ func stampAge(raw []byte, marker string) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Since(time.Unix(0, ns)), true
+}
+
+// window bounds one sender's outstanding sends; a nil window is unbounded.
+type window struct{ slots chan struct{} }
+
+func newWindow(n int) *window {
+	if n <= 0 {
+		return nil
+	}
+	return &window{slots: make(chan struct{}, n)}
+}
+
+// acquire waits for a free slot; false when done closed first.
+func (w *window) acquire(done <-chan struct{}) bool {
+	if w == nil {
+		return true
+	}
+	select {
+	case w.slots <- struct{}{}:
+		return true
+	case <-done:
+		return false
+	}
+}
+
+// release frees a slot (an answer to a send arrived).
+func (w *window) release() {
+	if w == nil {
+		return
+	}
+	select {
+	case <-w.slots:
+	default:
+	}
+}
+
+// deadline is closed after d, or when ctx ends.
+func deadline(ctx context.Context, d time.Duration) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		close(ch)
+	}()
+	return ch
 }
