@@ -5,6 +5,7 @@
 #   ./build.sh bench      run the Go benchmarks with -benchmem
 #   ./build.sh fuzz [T]   fuzz the XML scanner for T (default 60s)
 #   ./build.sh measure [N] RSS of the server with N idle TLS sessions, then N DTLS devices (default 1000)
+#   ./build.sh dist       release binaries for Linux (amd64, arm64, ARMv6, ARMv7) and Windows in dist/
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -17,6 +18,9 @@ test_deps() {
   /usr/bin/python3 -c 'import aioxmpp' 2>/dev/null || missing+=(python3-aioxmpp)
   command -v go-sendxmpp >/dev/null || missing+=(go-sendxmpp)
   command -v openssl >/dev/null || missing+=(openssl)
+  command -v qemu-aarch64 >/dev/null && command -v qemu-arm >/dev/null || missing+=(qemu-user)
+  command -v prosodyctl >/dev/null || missing+=(prosody lua-unbound)
+  command -v ejabberdctl >/dev/null || missing+=(ejabberd)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing test dependencies: ${missing[*]}"
     if [ "$(id -u)" -ne 0 ]; then
@@ -40,6 +44,22 @@ case "${1:-build}" in
     go vet ./...
     # ROOST_ACCEPTANCE=require turns "slixmpp missing" from a skip into a failure.
     ROOST_ACCEPTANCE=require go test -race -count=1 -timeout 15m ./...
+    ;;
+  dist)
+    # Static (CGO_ENABLED=0), reproducible paths, stripped, version from git.
+    rm -rf dist && mkdir -p dist
+    v=$(version)
+    for t in linux/amd64 linux/arm64 linux/arm/7 linux/arm/6 windows/amd64; do
+      IFS=/ read -r os arch arm <<<"$t"
+      name=roost-$v-$os-$arch${arm:+v$arm}
+      [ "$os" = windows ] && name=$name.exe
+      CGO_ENABLED=0 GOOS=$os GOARCH=$arch GOARM=$arm \
+        go build -trimpath -ldflags "-s -w -X roost/server.Version=$v" -o "dist/$name" .
+    done
+    (cd dist && sha256sum roost-* >SHA256SUMS)
+    echo "dist/ ($v):"
+    (cd dist && for f in roost-*; do stat -c '%n %s' "$f"; done | awk '{printf "  %-40s %6.2f MiB  %d bytes\n", $1, $2 / 1048576, $2}')
+    echo "  SHA256SUMS"
     ;;
   bench)
     go test -run '^$' -bench . -benchmem ./...

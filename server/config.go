@@ -32,6 +32,7 @@ type Config struct {
 	TLS     TLSConfig     `json:"tls"`
 	Limits  LimitsConfig  `json:"limits"`
 	Devices DevicesConfig `json:"devices"`
+	Uplink  UplinkConfig  `json:"uplink"`
 
 	// ScramIterations is the PBKDF2 iteration count for new passwords
 	// (RFC 5802 §5.1 asks for at least 4096).
@@ -44,6 +45,21 @@ type ListenConfig struct {
 	C2S    string `json:"c2s"`     // client streams with STARTTLS (RFC 6120)
 	C2STLS string `json:"c2s_tls"` // client streams over direct TLS (XEP-0368)
 	DTLS   string `json:"dtls"`    // devices over DTLS 1.2 with a pre-shared key (UDP)
+}
+
+// UplinkConfig is the way out to the wider XMPP network.
+type UplinkConfig struct {
+	Component ComponentConfig `json:"component"`
+}
+
+// ComponentConfig connects Roost to an upstream server as an external
+// component (XEP-0114); an empty Address turns it off. Roost's domain is
+// then the component's domain, routed to it by the upstream.
+type ComponentConfig struct {
+	Address       string `json:"address"`        // upstream host:port (Prosody's component_ports, ejabberd's ejabberd_service)
+	Domain        string `json:"domain"`         // the component domain; must equal "domain" (empty: the same)
+	Secret        string `json:"secret"`         // the shared secret configured upstream
+	QueueMessages int    `json:"queue_messages"` // messages kept, in order, while the link is down
 }
 
 // DevicesConfig tunes the DTLS device side.
@@ -254,6 +270,23 @@ func (c *Config) Validate() error {
 	}
 	if l.WriteTimeout.D() < time.Second {
 		return fmt.Errorf("key \"limits.write_timeout\": %s is too short (at least 1s)", l.WriteTimeout.D())
+	}
+	if u := &c.Uplink.Component; u.Address != "" {
+		if _, _, err := net.SplitHostPort(u.Address); err != nil {
+			return fmt.Errorf("key \"uplink.component.address\": %q is not host:port (the upstream's component port, for example \"xmpp.example.org:5347\")", u.Address)
+		}
+		if u.Domain == "" {
+			u.Domain = c.Domain
+		}
+		if u.Domain != c.Domain {
+			return fmt.Errorf("key \"uplink.component.domain\": %q differs from \"domain\" %q; behind a component uplink the server's domain is the component's: set \"domain\" to %q", u.Domain, c.Domain, u.Domain)
+		}
+		if u.Secret == "" {
+			return errors.New(`key "uplink.component.secret": must be set to the secret the upstream has for this component`)
+		}
+		if u.QueueMessages < 0 {
+			return errors.New(`key "uplink.component.queue_messages": must not be negative`)
+		}
 	}
 	return nil
 }

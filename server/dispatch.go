@@ -80,7 +80,7 @@ func (s *Server) Route(sess im.Session, st *stanza.Stanza, stamped []byte) {
 		return
 	}
 	if string(t.domain) != s.cfg.Domain {
-		s.bounce(sess, st, stanza.RemoteServerNotFound, "this server does not federate yet")
+		s.toRemote(sess, st, stamped, t)
 		return
 	}
 	if len(t.local) == 0 {

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/xdg-go/scram"
@@ -26,6 +27,7 @@ import (
 	"roost/server/jid"
 	"roost/server/router"
 	"roost/server/stanza"
+	"roost/server/uplink"
 	"roost/server/xmlscan"
 	"roost/storage"
 	"roost/tls/certs"
@@ -53,6 +55,12 @@ type Server struct {
 	perIP   map[string]int
 	closing bool
 	conns   map[net.Conn]struct{}
+
+	uplink     *uplink.Link // nil unless uplink.component is configured
+	stopUplink context.CancelFunc
+
+	churn    atomic.Int64  // connections opened plus closed, for trimMemory
+	stopTrim chan struct{} // closed by Shutdown
 }
 
 // New returns a server for cfg; nothing runs until Start.
@@ -132,6 +140,9 @@ func (s *Server) Start() (err error) {
 	if err := s.startControl(); err != nil {
 		return err
 	}
+	s.startUplink()
+	s.stopTrim = make(chan struct{})
+	go s.trimMemory(s.stopTrim)
 	return nil
 }
 
@@ -150,6 +161,9 @@ func (s *Server) CertPath() string { return s.certPath }
 
 // Store is the server's open store.
 func (s *Server) Store() *storage.Store { return s.store }
+
+// Sessions is how many resources are bound right now.
+func (s *Server) Sessions() int { return s.router.Count() }
 
 func (s *Server) accept(ln net.Listener, direct bool) {
 	defer s.wg.Done()
@@ -197,6 +211,7 @@ func (s *Server) track(nc net.Conn, ip string) bool {
 	}
 	s.perIP[ip]++
 	s.conns[nc] = struct{}{}
+	s.churn.Add(1)
 	return true
 }
 
@@ -204,6 +219,7 @@ func (s *Server) untrack(nc net.Conn, ip string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, nc)
+	s.churn.Add(1)
 	if s.perIP[ip]--; s.perIP[ip] <= 0 {
 		delete(s.perIP, ip)
 	}
@@ -220,6 +236,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if s.control != nil {
 		s.control.Close()
+	}
+	if s.stopUplink != nil {
+		s.stopUplink()
+	}
+	if s.stopTrim != nil {
+		close(s.stopTrim)
+		s.stopTrim = nil
 	}
 	if s.router != nil {
 		s.router.Each(func(r router.Session) {

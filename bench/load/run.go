@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"sort"
 	"strconv"
 	"strings"
@@ -441,6 +442,10 @@ func newPacer(rate, senders int) *pacer {
 	p := &pacer{next: time.Now()}
 	if rate > 0 {
 		p.interval = time.Duration(float64(time.Second) * float64(senders) / float64(rate))
+		// Each sender starts at a random phase of its interval: started
+		// together they would send in bursts of one message per sender,
+		// and measure the bursts' queueing instead of the server.
+		p.next = p.next.Add(rand.N(p.interval))
 	}
 	return p
 }

@@ -43,6 +43,16 @@ type Service struct {
 	// OfflineQuota is how many messages are kept for an account with no
 	// available resource.
 	OfflineQuota int
+	// Remote sends a stanza to a JID of another domain (the uplink), or
+	// is nil when the server does not federate. to is the address the
+	// stanza is for; b may lack a to attribute (a broadcast copy).
+	Remote func(to string, b []byte)
+}
+
+// isRemote reports whether a JID string is on another domain and there
+// is a way to reach it.
+func (m *Service) isRemote(j string) bool {
+	return m.Remote != nil && jid.DomainOf(j) != m.Domain
 }
 
 var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}

@@ -82,8 +82,13 @@ func (m *Service) broadcast(sess Session, b []byte, unavailable bool) {
 	}
 }
 
-// toContact delivers b to every available session of a local contact.
+// toContact delivers b to every available session of a local contact,
+// or sends it to a remote one.
 func (m *Service) toContact(bareJID string, b []byte) {
+	if m.isRemote(bareJID) {
+		m.Remote(bareJID, b)
+		return
+	}
 	var buf [8]router.Session
 	for _, r := range router.AvailableOnly(buf[:0], m.Router.Sessions([]byte(bareJID))) {
 		r.Deliver(b)
@@ -93,6 +98,10 @@ func (m *Service) toContact(bareJID string, b []byte) {
 // deliverTo delivers b to a full JID's session, or to every available
 // session of a bare JID.
 func (m *Service) deliverTo(j jid.JID, b []byte) {
+	if m.isRemote(j.String()) {
+		m.Remote(j.String(), b)
+		return
+	}
 	if j.Resource() == "" {
 		m.toContact(j.String(), b)
 		return
@@ -127,6 +136,11 @@ func (m *Service) probeContacts(sess Session) {
 		if it.Subscription != "to" && it.Subscription != "both" {
 			continue
 		}
+		if m.isRemote(it.JID) {
+			// The contact's server answers the probe (RFC 6121 §4.3.1).
+			m.Remote(it.JID, subscriptionStanza("probe", me.Bare().String(), it.JID))
+			continue
+		}
 		for _, r := range m.Router.Sessions([]byte(it.JID)) {
 			if o, ok := r.(Session); ok && o.Available() {
 				if p := o.Presence(); p != nil {
@@ -148,4 +162,35 @@ func (m *Service) Closed(sess Session) {
 	b = stanza.AppendEscaped(b, sess.JID().String())
 	b = append(b, "'/>"...)
 	m.broadcast(sess, b, true)
+}
+
+// Resend sends every available local session's presence to its remote
+// contacts, and probes theirs: after the link to other domains came
+// (back) up, as presence was not queued while it was down.
+func (m *Service) Resend() {
+	var avail []Session
+	m.Router.Each(func(r router.Session) {
+		if s, ok := r.(Session); ok && s.Available() {
+			avail = append(avail, s)
+		}
+	})
+	for _, s := range avail {
+		me := s.JID()
+		items, _, err := m.Store.Roster(me.Local())
+		if err != nil {
+			m.Log.Error("im: read roster to resend presence", "user", me.Local(), "err", err)
+			continue
+		}
+		for _, it := range items {
+			if !m.isRemote(it.JID) {
+				continue
+			}
+			if p := s.Presence(); p != nil && hasFrom(it.Subscription) {
+				m.Remote(it.JID, p)
+			}
+			if hasTo(it.Subscription) {
+				m.Remote(it.JID, subscriptionStanza("probe", me.Bare().String(), it.JID))
+			}
+		}
+	}
 }

@@ -81,11 +81,18 @@ func (m *Service) Subscription(sess Session, st *stanza.Stanza, to []byte) {
 	// The stanza as the contact sees it: from the user's bare JID
 	// (RFC 6121 §3.1.2), payload (such as a status text) kept.
 	b := stanza.AppendForward(nil, st, user.String(), "")
+	remoteUser := user.Domain() != m.Domain // it came in over the uplink
+	remoteContact := m.isRemote(contact.String())
 	var fx effects
+	var route bool
 	err = m.Store.Update(func(tx *storage.Tx) error {
-		fx = effects{}
-		route, err := m.outbound(tx, user, contact, typ, &fx)
-		if err != nil || !route {
+		fx, route = effects{}, false
+		if remoteUser {
+			// Only the recipient's side is ours (RFC 6121 §3.1.3).
+			return m.inbound(tx, contact, user, typ, b, &fx)
+		}
+		var err error
+		if route, err = m.outbound(tx, user, contact, typ, &fx); err != nil || !route || remoteContact {
 			return err
 		}
 		return m.inbound(tx, contact, user, typ, b, &fx)
@@ -96,6 +103,9 @@ func (m *Service) Subscription(sess Session, st *stanza.Stanza, to []byte) {
 		return
 	}
 	m.apply(&fx)
+	if route && remoteContact {
+		m.Remote(contact.String(), b)
+	}
 }
 
 // outbound applies the sender's side of a subscription stanza (RFC 6121
@@ -164,7 +174,12 @@ func (m *Service) outbound(tx *storage.Tx, user, contact jid.JID, typ string, fx
 func (m *Service) inbound(tx *storage.Tx, recipient, sender jid.JID, typ string, b []byte, fx *effects) error {
 	r, s := recipient.Local(), sender.String()
 	if recipient.Domain() != m.Domain {
-		return nil // a remote contact: nothing to do here until federation
+		if m.Remote != nil {
+			// A server-generated answer for a remote sender goes back
+			// out; the rest is for the recipient's own server.
+			fx.delivers = append(fx.delivers, delivery{to: recipient.String(), stanza: b})
+		}
+		return nil
 	}
 	exists, err := m.accountExists(tx, r)
 	if err != nil {

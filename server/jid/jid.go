@@ -251,6 +251,19 @@ func Split(b []byte) (local, domain, resource []byte, ok bool) {
 	return nil, rest, resource, len(rest) > 0
 }
 
+// DomainOf is the domain part of a JID string, unprepared: enough to tell
+// a local address from a remote one when the string came from a prepared
+// JID.
+func DomainOf(s string) string {
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		s = s[:i]
+	}
+	if i := strings.IndexByte(s, '@'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
 // Canonical reports whether raw JID bytes are already prepared: printable
 // ASCII, no upper case in the localpart or domainpart, no forbidden
 // characters and parts of legal length. Such bytes equal what Parse

@@ -17,6 +17,7 @@ import (
 // measured is a stripped roost binary running for a measurement.
 type measured struct {
 	proc *exec.Cmd
+	dir  string       // the server's working directory (data in roost-data/)
 	c2s  string       // STARTTLS address
 	dtls *net.UDPAddr // nil when off
 	tls  *tls.Config  // trusts the generated certificate
@@ -35,7 +36,7 @@ func runRoost(t *testing.T, extra string, withDTLS bool, setup func(*storage.Sto
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	m := &measured{c2s: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	m := &measured{dir: dir, c2s: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 	dtls := `""`
 	if withDTLS {
 		pc, _ := net.ListenPacket("udp", "127.0.0.1:0")

@@ -143,7 +143,11 @@ case "${1:-}/${2:-}" in
       timeout 300 prosodyctl --config "$P/prosody.cfg.lua" shell | grep -q "Result: ${3}" ;;
   start/ejabberd)
     ejabberd_config
-    ejabberdctl --config-dir "$E" start
+    # As root, ejabberdctl switches user with su, whose PAM session resets the open-files limit
+    # to 1024 (ejabberd then stops accepting near a thousand sessions). setpriv switches without
+    # PAM, so ejabberd keeps our limit, as Prosody and Roost do.
+    setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd \
+      ejabberdctl --config-dir "$E" start
     waitport 26222 60 ;;
   stop/ejabberd)
     [ -f "$E/ejabberdctl.cfg" ] && { ejabberdctl --config-dir "$E" stop >/dev/null 2>&1; ejabberdctl --config-dir "$E" stopped >/dev/null 2>&1; } || true ;;

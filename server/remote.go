@@ -1,0 +1,210 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+
+	"roost/server/im"
+	"roost/server/jid"
+	"roost/server/stanza"
+	"roost/server/uplink"
+	"roost/server/xmlscan"
+)
+
+// startUplink connects the component uplink when one is configured.
+func (s *Server) startUplink() {
+	u := s.cfg.Uplink.Component
+	if u.Address == "" {
+		return
+	}
+	s.uplink = uplink.New(uplink.Config{
+		Address: u.Address, Domain: s.cfg.Domain, Secret: u.Secret, QueueMessages: u.QueueMessages,
+		Limits: xmlscan.Limits{MaxElementBytes: s.cfg.Limits.StanzaBytes, MaxDepth: s.cfg.Limits.MaxDepth},
+	}, s, s.log)
+	s.im.Remote = s.sendRemote
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopUplink = cancel
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.uplink.Run(ctx) }()
+}
+
+// toRemote sends a local session's stanza to another domain (RFC 6120
+// §10.4) over the uplink; without one it is refused.
+func (s *Server) toRemote(sess im.Session, st *stanza.Stanza, stamped []byte, t target) {
+	if s.uplink == nil {
+		s.bounce(sess, st, stanza.RemoteServerNotFound, "this server is not connected to other domains (see uplink in the configuration)")
+		return
+	}
+	if st.Kind == stanza.Presence {
+		switch string(st.Type) {
+		case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
+			if len(t.resource) == 0 {
+				s.im.Subscription(sess, st, t.bare)
+			}
+			return
+		case "probe":
+			return // the server probes on its users' behalf
+		case "", "unavailable":
+			addr := string(t.bare)
+			if len(t.resource) > 0 {
+				addr += "/" + string(t.resource)
+			}
+			if j, err := jid.Parse(addr); err == nil {
+				sess.AddDirected(j, len(st.Type) == 0)
+			}
+		}
+	}
+	switch err := s.uplink.Send(st.Kind, stamped); {
+	case errors.Is(err, uplink.ErrDown):
+		s.bounce(sess, st, stanza.RemoteServerTimeout, "the uplink to other domains is down; try again later")
+	case errors.Is(err, uplink.ErrQueueFull):
+		s.bounce(sess, st, stanza.RemoteServerTimeout, "the uplink to other domains is down and its queue is full")
+	}
+}
+
+// remoteSession stands for a sender on another domain while Route
+// handles its stanza: whatever Route answers it (errors, iq results,
+// presence) goes back out over the uplink.
+type remoteSession struct {
+	jid  jid.JID
+	link *Server
+}
+
+func (r *remoteSession) JID() jid.JID                       { return r.jid }
+func (r *remoteSession) Available() bool                    { return false }
+func (r *remoteSession) Priority() int                      { return 0 }
+func (r *remoteSession) Deliver(b []byte) bool              { r.link.sendRemote(r.jid.String(), b); return true }
+func (r *remoteSession) SetPresence(bool, int, []byte) bool { return false }
+func (r *remoteSession) Presence() []byte                   { return nil }
+func (r *remoteSession) AddDirected(jid.JID, bool)          {}
+func (r *remoteSession) TakeDirected() []jid.JID            { return nil }
+func (r *remoteSession) RequestedRoster()                   {}
+func (r *remoteSession) Interested() bool                   { return false }
+
+// sendRemote is im's way out: b for the remote JID to, given a to
+// attribute when it has none (a broadcast copy).
+func (s *Server) sendRemote(to string, b []byte) {
+	if s.uplink == nil {
+		return
+	}
+	if !hasTo(b) {
+		b = insertTo(b, to)
+	}
+	kind := stanza.Presence
+	switch {
+	case bytes.HasPrefix(b, []byte("<message")):
+		kind = stanza.Message
+	case bytes.HasPrefix(b, []byte("<iq")):
+		kind = stanza.IQ
+	}
+	s.uplink.Send(kind, b)
+}
+
+// FromUplink routes a stanza the upstream sent us (uplink.Inbound). The
+// remote sender is represented by a session whose Deliver goes back up.
+func (s *Server) FromUplink(st *stanza.Stanza) {
+	from, err := stanza.Unescape(st.From)
+	if err != nil {
+		return
+	}
+	j, err := jid.Parse(from)
+	if err != nil {
+		return
+	}
+	raw := withoutStreamNS(st.Tok)
+	s.Route(&remoteSession{jid: j, link: s}, st, raw)
+}
+
+// LinkUp re-sends presence to remote contacts (uplink.Inbound).
+func (s *Server) LinkUp() { s.im.Resend() }
+
+// UplinkStatus describes the uplink, or "" when there is none.
+func (s *Server) UplinkStatus() string {
+	if s.uplink == nil {
+		return ""
+	}
+	return s.uplink.Status()
+}
+
+// hasTo reports whether a stanza's start tag has a to attribute.
+func hasTo(b []byte) bool {
+	_, _, ok := findAttr(b, "to")
+	return ok
+}
+
+// insertTo returns b with to='to' added after the element name.
+func insertTo(b []byte, to string) []byte {
+	name := 1
+	for name < len(b) && b[name] != ' ' && b[name] != '/' && b[name] != '>' && b[name] != '\t' && b[name] != '\n' {
+		name++
+	}
+	out := make([]byte, 0, len(b)+len(to)+8)
+	out = append(out, b[:name]...)
+	out = append(out, " to='"...)
+	out = stanza.AppendEscaped(out, to)
+	out = append(out, '\'')
+	return append(out, b[name:]...)
+}
+
+// findAttr finds attribute name in the start tag of b: the offsets of
+// its whole name='value' text.
+func findAttr(b []byte, name string) (start, end int, ok bool) {
+	i := 1
+	for i < len(b) && b[i] != ' ' && b[i] != '>' && b[i] != '/' && b[i] != '\t' && b[i] != '\n' {
+		i++
+	}
+	for i < len(b) {
+		for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+			i++
+		}
+		if i >= len(b) || b[i] == '>' || b[i] == '/' {
+			return 0, 0, false
+		}
+		ns := i
+		for i < len(b) && b[i] != '=' {
+			i++
+		}
+		n := bytes.TrimSpace(b[ns:i])
+		i++
+		for i < len(b) && b[i] != '\'' && b[i] != '"' {
+			i++
+		}
+		if i >= len(b) {
+			return 0, 0, false
+		}
+		q := b[i]
+		j := bytes.IndexByte(b[i+1:], q)
+		if j < 0 {
+			return 0, 0, false
+		}
+		i += j + 2
+		if string(n) == name {
+			return ns, i, true
+		}
+	}
+	return 0, 0, false
+}
+
+// withoutStreamNS is the element as a client stream may carry it: an
+// explicit server or component namespace declaration dropped (the
+// stanza then inherits jabber:client from the client's stream).
+func withoutStreamNS(tok *xmlscan.Token) []byte {
+	raw := tok.Raw
+	for _, a := range tok.Attrs {
+		if string(a.Name) != "xmlns" {
+			continue
+		}
+		switch string(a.Value) {
+		case uplink.NS, "jabber:server", "jabber:client":
+			start := a.Start
+			for start > 0 && (raw[start-1] == ' ' || raw[start-1] == '\t' || raw[start-1] == '\n' || raw[start-1] == '\r') {
+				start--
+			}
+			out := make([]byte, 0, len(raw))
+			out = append(out, raw[:start]...)
+			return append(out, raw[a.End:]...)
+		}
+	}
+	return raw
+}
