@@ -120,8 +120,10 @@ func (s *Server) toFull(sess im.Session, st *stanza.Stanza, stamped []byte, t ta
 			if st.Kind == stanza.Presence && isDirected(st.Type) {
 				sess.AddDirected(r.JID(), len(st.Type) == 0)
 			}
-			s.deliver(sess, st, r, stamped)
-			return
+			if s.deliver(sess, st, r, stamped) || st.Kind != stanza.Message {
+				return
+			}
+			break // the resource is closing: treat it as gone
 		}
 	}
 	// No such resource.
@@ -158,15 +160,15 @@ func (s *Server) toBare(sess im.Session, st *stanza.Stanza, stamped []byte, bare
 		default:
 			targets = router.Best(buf[:0], sessions)
 		}
-		if len(targets) == 0 {
-			if string(st.Type) != "headline" {
-				local, _, _, _ := jid.Split(bare)
-				s.im.StoreOffline(sess, st, stamped, string(local))
-			}
-			return
-		}
+		delivered := false
 		for _, r := range targets {
-			s.deliver(sess, st, r, stamped)
+			delivered = s.deliver(sess, st, r, stamped) || delivered
+		}
+		// No resource, or only ones closing under us (their stream ended
+		// while the stanza was routed): keep it rather than lose it.
+		if !delivered && string(st.Type) != "headline" {
+			local, _, _, _ := jid.Split(bare)
+			s.im.StoreOffline(sess, st, stamped, string(local))
 		}
 	case stanza.Presence:
 		if !isDirected(st.Type) {
@@ -261,10 +263,12 @@ type limited interface {
 
 // deliver hands stamped to r, or answers resource-constraint when r
 // cannot take a stanza that large (issue 5: no IP fragmentation).
-func (s *Server) deliver(sess im.Session, st *stanza.Stanza, r router.Session, stamped []byte) {
+// It reports whether the stanza was taken (or answered with an error),
+// false only when the recipient is closing.
+func (s *Server) deliver(sess im.Session, st *stanza.Stanza, r router.Session, stamped []byte) bool {
 	if l, ok := r.(limited); ok && len(stamped) > l.MaxStanzaBytes() {
 		s.bounce(sess, st, stanza.ResourceConstraint, "too large for the recipient's datagram size")
-		return
+		return true
 	}
-	r.Deliver(stamped)
+	return r.Deliver(stamped)
 }
