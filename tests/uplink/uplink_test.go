@@ -100,12 +100,12 @@ func testUplink(t *testing.T, bin string, up upstream) {
 		"uplink": {"component": {"address": "127.0.0.1:%d", "secret": "gwsecret", "queue_messages": 100}}}`, domain, port, up.comp)
 	os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600)
 	roost := func(stdin string, args ...string) string {
-		cmd := exec.Command(bin, append(args, "-config", "c.json")...)
+		cmd := exec.Command(bin, args...)
 		cmd.Dir, cmd.Stdin = dir, strings.NewReader(stdin)
 		out, _ := cmd.CombinedOutput()
 		return string(out)
 	}
-	if out := roost("alice-pw\n", "user", "add", "alice@"+domain); !strings.Contains(out, "added") {
+	if out := roost("alice-pw\n", "user", "add", "-config", "c.json", "alice@"+domain); !strings.Contains(out, "added") {
 		t.Fatal(out)
 	}
 	srv := exec.Command(bin, "run", "-config", "c.json")
@@ -120,7 +120,7 @@ func testUplink(t *testing.T, bin string, up upstream) {
 		t.Helper()
 		var out string
 		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-			if out = roost("", "status"); strings.Contains(out, want) {
+			if out = roost("", "status", "-config", "c.json"); strings.Contains(out, want) {
 				return
 			}
 		}
@@ -143,7 +143,7 @@ func testUplink(t *testing.T, bin string, up upstream) {
 	peers(t, "stop", up.name)
 	waitStatus("down")
 	across("outage")
-	if out := roost("", "status"); !strings.Contains(out, "5 messages queued") {
+	if out := roost("", "status", "-config", "c.json"); !strings.Contains(out, "5 messages queued") {
 		t.Errorf("status while down should count the queue:\n%s", out)
 	}
 	peers(t, "start", up.name)
