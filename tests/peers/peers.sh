@@ -5,6 +5,7 @@
 #   tests/peers/peers.sh install                       apt-get the packages when missing
 #   tests/peers/peers.sh start|stop|pid prosody|ejabberd
 #   tests/peers/peers.sh users prosody|ejabberd N      accounts user1..userN, passwords pass1..passN
+#   tests/peers/peers.sh wipe prosody|ejabberd         stop it and forget its accounts, rosters, messages
 #
 #            domain          c2s (STARTTLS offered)  s2s             XEP-0114 component
 #   Prosody  prosody.test    127.0.0.1:16222         16269           gw.prosody.test:16347 (secret gwsecret)
@@ -138,6 +139,8 @@ case "${1:-}/${2:-}" in
   stop/prosody)
     [ -f "$P/prosody.cfg.lua" ] && prosodyctl --config "$P/prosody.cfg.lua" stop >/dev/null 2>&1 || true ;;
   pid/prosody) cat "$P/prosody.pid" ;;
+  wipe/prosody)
+    "$0" stop prosody; rm -rf "$P/data" ;;
   users/prosody)
     echo "> local um = require'core.usermanager'; local n = 0; for i = 1, ${3:?N} do if um.user_exists('user'..i, 'prosody.test') or um.create_user('user'..i, 'pass'..i, 'prosody.test') then n = n + 1 end end; return n" |
       timeout 300 prosodyctl --config "$P/prosody.cfg.lua" shell | grep -q "Result: ${3}" ;;
@@ -152,9 +155,11 @@ case "${1:-}/${2:-}" in
   stop/ejabberd)
     [ -f "$E/ejabberdctl.cfg" ] && { ejabberdctl --config-dir "$E" stop >/dev/null 2>&1; ejabberdctl --config-dir "$E" stopped >/dev/null 2>&1; } || true ;;
   pid/ejabberd) cat "$E/ejabberd.pid" ;;
+  wipe/ejabberd)
+    "$0" stop ejabberd; rm -rf "$E/db" ;;
   users/ejabberd)
     ej_rpc "R = [rpc:call(N, ejabberd_auth, try_register, [<<\"user\", (integer_to_binary(I))/binary>>, <<\"ejabberd.test\">>, <<\"pass\", (integer_to_binary(I))/binary>>]) || I <- lists:seq(1, ${3:?N})],
       Bad = [X || X <- R, X =/= ok, X =/= {error, exists}],
       Bad =:= [] orelse begin io:format(standard_error, \"ejabberd register: ~p~n\", [hd(Bad)]), halt(1) end" ;;
-  *) sed -n '2,16p' "$0"; exit 2 ;;
+  *) sed -n '2,17p' "$0"; exit 2 ;;
 esac
