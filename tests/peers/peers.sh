@@ -161,5 +161,5 @@ case "${1:-}/${2:-}" in
     ej_rpc "R = [rpc:call(N, ejabberd_auth, try_register, [<<\"user\", (integer_to_binary(I))/binary>>, <<\"ejabberd.test\">>, <<\"pass\", (integer_to_binary(I))/binary>>]) || I <- lists:seq(1, ${3:?N})],
       Bad = [X || X <- R, X =/= ok, X =/= {error, exists}],
       Bad =:= [] orelse begin io:format(standard_error, \"ejabberd register: ~p~n\", [hd(Bad)]), halt(1) end" ;;
-  *) sed -n '2,17p' "$0"; exit 2 ;;
+  *) sed -n '2,15p' "$0"; exit 2 ;;
 esac
