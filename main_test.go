@@ -241,3 +241,24 @@ func TestInstallWithoutServiceManager(t *testing.T) {
 		t.Fatalf("status: exit %d: %s", code, out)
 	}
 }
+
+// install's config: the embedded default with the service's data
+// directory, written once and never overwritten.
+func TestWriteServiceConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "etc", "roost", "config.json")
+	created, err := writeServiceConfig(path, nil)
+	if err != nil || !created {
+		t.Fatalf("%v %v", created, err)
+	}
+	cfg, err := server.LoadConfig(defaultConfig, path)
+	if err != nil || cfg.DataDir != "/var/lib/roost" {
+		t.Fatalf("%+v %v", cfg, err)
+	}
+	os.WriteFile(path, []byte(`{"domain": "gw1.example.org"}`), 0o640)
+	if created, err := writeServiceConfig(path, nil); err != nil || created {
+		t.Fatalf("overwrote an existing config: %v %v", created, err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != `{"domain": "gw1.example.org"}` {
+		t.Fatalf("config changed: %s", b)
+	}
+}

@@ -3,17 +3,17 @@
 package acceptance
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"roost/tests/testutil"
 )
 
 const python = "/usr/bin/python3"
@@ -51,16 +51,6 @@ func portFree(addr string) bool {
 	return true
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // roost runs one CLI command in dir and returns its combined output.
 func roost(t *testing.T, bin, dir, stdin string, args ...string) (string, error) {
 	t.Helper()
@@ -74,14 +64,14 @@ func roost(t *testing.T, bin, dir, stdin string, args ...string) (string, error)
 // process is a running roost server.
 type process struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *testutil.LockedBuffer
 	done chan struct{}
 	err  error // valid once done is closed
 }
 
 func startRoost(t *testing.T, bin, dir string, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(bin, args...), logs: &syncBuffer{}, done: make(chan struct{})}
+	p := &process{cmd: exec.Command(bin, args...), logs: &testutil.LockedBuffer{}, done: make(chan struct{})}
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
@@ -112,25 +102,6 @@ func (p *process) waitListening(t *testing.T, addr string) {
 	t.Fatalf("roost did not listen on %s; its log:\n%s", addr, p.logs)
 }
 
-// syncBuffer is a bytes.Buffer safe for the process's writes and the
-// test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestSeedExample is issue 3's acceptance: the README's run command with
 // the embedded config, two users added from the CLI (one while the server
 // is stopped, one through the control socket while it runs), and the
@@ -148,8 +119,8 @@ func TestSeedExample(t *testing.T) {
 	var cfgArgs []string
 	port := 5222
 	if !portFree(":5222") || !portFree(":5223") {
-		port = freePort(t)
-		cfg := fmt.Sprintf(`{"listen": {"c2s": "127.0.0.1:%d", "c2s_tls": "127.0.0.1:%d"}}`, port, freePort(t))
+		port = testutil.FreePort(t)
+		cfg := fmt.Sprintf(`{"listen": {"c2s": "127.0.0.1:%d", "c2s_tls": "127.0.0.1:%d"}}`, port, testutil.FreePort(t))
 		if err := os.WriteFile(filepath.Join(dir, "test.json"), []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -211,7 +182,7 @@ func TestGoSendxmpp(t *testing.T) {
 	}
 	bin := buildRoost(t)
 	dir := t.TempDir()
-	port, direct := freePort(t), freePort(t)
+	port, direct := testutil.FreePort(t), testutil.FreePort(t)
 	cfg := fmt.Sprintf(`{"listen": {"c2s": "127.0.0.1:%d", "c2s_tls": "127.0.0.1:%d"}}`, port, direct)
 	os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600)
 	for _, u := range []string{"alice", "bob"} {
@@ -226,7 +197,7 @@ func TestGoSendxmpp(t *testing.T) {
 
 	listener := exec.Command(gsx, "-l", "-u", "bob@localhost", "-p", "bob-pw", "-j", fmt.Sprintf("127.0.0.1:%d", port))
 	listener.Env = env
-	var heard syncBuffer
+	var heard testutil.LockedBuffer
 	listener.Stdout, listener.Stderr = &heard, &heard
 	if err := listener.Start(); err != nil {
 		t.Fatal(err)
@@ -267,7 +238,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, users ...string) *fixture {
 	t.Helper()
-	f := &fixture{bin: buildRoost(t), dir: t.TempDir(), port: freePort(t)}
+	f := &fixture{bin: buildRoost(t), dir: t.TempDir(), port: testutil.FreePort(t)}
 	cfg := fmt.Sprintf(`{"listen": {"c2s": "127.0.0.1:%d", "c2s_tls": ""}}`, f.port)
 	os.WriteFile(filepath.Join(f.dir, "c.json"), []byte(cfg), 0o600)
 	for _, u := range users {

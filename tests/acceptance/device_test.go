@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"roost/tests/testutil"
 )
 
 func freeUDPPort(t *testing.T) int {
@@ -33,7 +35,7 @@ type deviceFixture struct {
 
 func newDeviceFixture(t *testing.T, device string) *deviceFixture {
 	t.Helper()
-	f := &fixture{bin: buildRoost(t), dir: t.TempDir(), port: freePort(t)}
+	f := &fixture{bin: buildRoost(t), dir: t.TempDir(), port: testutil.FreePort(t)}
 	d := &deviceFixture{fixture: f, dtls: freeUDPPort(t)}
 	cfg := fmt.Sprintf(`{"log_level": "debug", "listen": {"c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": "127.0.0.1:%d"},
 		"devices": {"idle_timeout": "3s"}}`, f.port, d.dtls)
@@ -97,7 +99,7 @@ func TestDeviceOverOpenSSL(t *testing.T) {
 	ossl := exec.Command("openssl", "s_client", "-dtls1_2", "-connect", fmt.Sprintf("127.0.0.1:%d", d.dtls),
 		"-psk_identity", "thermo1@localhost/device", "-psk", d.psk, "-cipher", "PSK-AES128-CCM8", "-quiet")
 	in, _ := ossl.StdinPipe()
-	var osslOut syncBuffer
+	var osslOut testutil.LockedBuffer
 	ossl.Stdout, ossl.Stderr = &osslOut, &osslOut
 	if err := ossl.Start(); err != nil {
 		t.Fatal(err)
@@ -133,7 +135,7 @@ func TestDeviceCommands(t *testing.T) {
 	wait := d.controller(t, "--command", "read", "--offline", "thermo2")
 	sim := exec.Command(d.bin, "device", "simulate", "-config", "c.json", "-psk", d.psk, "-every", "1s", "thermo1")
 	sim.Dir = d.dir
-	var simOut syncBuffer
+	var simOut testutil.LockedBuffer
 	sim.Stdout, sim.Stderr = &simOut, &simOut
 	if err := sim.Start(); err != nil {
 		t.Fatal(err)

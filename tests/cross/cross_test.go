@@ -4,59 +4,22 @@
 package cross
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"roost/tests/testutil"
 )
 
 const python = "/usr/bin/python3"
 
-// need skips, or under ROOST_ACCEPTANCE=require fails, when a tool is missing.
-func need(t *testing.T, what string, check *exec.Cmd) {
-	t.Helper()
-	if err := check.Run(); err != nil {
-		if os.Getenv("ROOST_ACCEPTANCE") == "require" {
-			t.Fatalf("%s is missing (%v); ./build.sh test installs it", what, err)
-		}
-		t.Skipf("%s is missing (%v); ./build.sh test installs it", what, err)
-	}
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestARMBuildsUnderQEMU(t *testing.T) {
-	need(t, "python3-slixmpp", exec.Command(python, "-c", "import slixmpp"))
+	testutil.Need(t, "python3-slixmpp", exec.Command(python, "-c", "import slixmpp").Run() == nil)
 	for _, tc := range []struct {
 		name, goarch, goarm string
 		emulator            []string
@@ -66,7 +29,7 @@ func TestARMBuildsUnderQEMU(t *testing.T) {
 		{"linux-armv6 (Pi Zero/1)", "arm", "6", []string{"qemu-arm", "-cpu", "arm1176"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			need(t, tc.emulator[0]+" (qemu-user)", exec.Command(tc.emulator[0], "-version"))
+			testutil.Need(t, tc.emulator[0]+" (qemu-user)", exec.Command(tc.emulator[0], "-version").Run() == nil)
 			dir := t.TempDir()
 			bin := filepath.Join(dir, "roost")
 			build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, ".")
@@ -83,7 +46,7 @@ func TestARMBuildsUnderQEMU(t *testing.T) {
 			if out, err := run("", "version").CombinedOutput(); err != nil || !strings.Contains(string(out), "linux/"+tc.goarch) {
 				t.Fatalf("version under emulation: %v %s", err, out)
 			}
-			port := freePort(t)
+			port := testutil.FreePort(t)
 			cfg := fmt.Sprintf(`{"data_dir": "data", "listen": {"c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": ""}}`, port)
 			os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600)
 			for _, u := range []string{"alice", "bob"} {
@@ -92,7 +55,7 @@ func TestARMBuildsUnderQEMU(t *testing.T) {
 				}
 			}
 			srv := run("", "run", "-config", "c.json")
-			var logs lockedBuffer
+			var logs testutil.LockedBuffer
 			srv.Stdout, srv.Stderr = &logs, &logs
 			if err := srv.Start(); err != nil {
 				t.Fatal(err)
@@ -116,5 +79,26 @@ func TestARMBuildsUnderQEMU(t *testing.T) {
 				t.Fatalf("slixmpp failed: %v; server log:\n%s", err, logs.String())
 			}
 		})
+	}
+}
+
+// The Windows release build compiles (and is a PE executable); its
+// service wiring is unit-tested in server/sysservice.
+func TestWindowsBuild(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "roost.exe")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, ".")
+	build.Dir = "../.."
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=windows", "GOARCH=amd64")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build for windows/amd64: %v\n%s", err, out)
+	}
+	head := make([]byte, 2)
+	f, err := os.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Read(head); err != nil || string(head) != "MZ" {
+		t.Fatalf("not a Windows executable: %q %v", head, err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"roost/storage"
+	"roost/tests/testutil"
 )
 
 // measured is a stripped roost binary running for a measurement.
@@ -36,7 +37,7 @@ func runRoost(t *testing.T, extra string, withDTLS bool, setup func(*storage.Sto
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	m := &measured{dir: dir, c2s: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	m := &measured{dir: dir, c2s: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))}
 	dtls := `""`
 	if withDTLS {
 		pc, _ := net.ListenPacket("udp", "127.0.0.1:0")

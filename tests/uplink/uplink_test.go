@@ -4,16 +4,15 @@
 package uplink
 
 import (
-	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"roost/tests/testutil"
 )
 
 const python = "/usr/bin/python3"
@@ -26,17 +25,6 @@ type upstream struct {
 	c2s, comp    int
 }
 
-func need(t *testing.T, what string, ok bool) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("ROOST_ACCEPTANCE") == "require" {
-		t.Fatalf("%s is missing; ./build.sh test installs it", what)
-	}
-	t.Skipf("%s is missing; ./build.sh test installs it", what)
-}
-
 func peers(t *testing.T, args ...string) {
 	t.Helper()
 	cmd := exec.Command("../peers/peers.sh", args...)
@@ -46,33 +34,12 @@ func peers(t *testing.T, args ...string) {
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func TestComponentUplink(t *testing.T) {
 	_, err := exec.LookPath("prosodyctl")
-	need(t, "prosody", err == nil)
+	testutil.Need(t, "prosody", err == nil)
 	_, err = exec.LookPath("ejabberdctl")
-	need(t, "ejabberd", err == nil)
-	need(t, "python3-slixmpp", exec.Command(python, "-c", "import slixmpp").Run() == nil)
+	testutil.Need(t, "ejabberd", err == nil)
+	testutil.Need(t, "python3-slixmpp", exec.Command(python, "-c", "import slixmpp").Run() == nil)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "roost")
 	build := exec.Command("go", "build", "-o", bin, ".")
@@ -96,7 +63,7 @@ func testUplink(t *testing.T, bin string, up upstream) {
 
 	dir := t.TempDir()
 	domain := "gw." + up.domain
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	cfg := fmt.Sprintf(`{"domain": %q, "data_dir": "data", "listen": {"c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": ""},
 		"uplink": {"component": {"address": "127.0.0.1:%d", "secret": "gwsecret", "queue_messages": 100}}}`, domain, port, up.comp)
 	os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600)
@@ -111,7 +78,7 @@ func testUplink(t *testing.T, bin string, up upstream) {
 	}
 	srv := exec.Command(bin, "run", "-config", "c.json")
 	srv.Dir = dir
-	var logs lockedBuffer
+	var logs testutil.LockedBuffer
 	srv.Stdout, srv.Stderr = &logs, &logs
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,57 @@
+// Package testutil holds what the end-to-end test packages share: free
+// loopback ports, a log buffer safe across goroutines, and the rule for a
+// missing external tool (skip, or fail under ROOST_ACCEPTANCE=require,
+// which ./build.sh test sets so that CI never skips silently).
+package testutil
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"sync"
+	"testing"
+)
+
+// FreePort is a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Need skips the test when ok is false, or fails it under
+// ROOST_ACCEPTANCE=require.
+func Need(t testing.TB, what string, ok bool) {
+	t.Helper()
+	if ok {
+		return
+	}
+	if os.Getenv("ROOST_ACCEPTANCE") == "require" {
+		t.Fatalf("%s is missing; ./build.sh test installs it", what)
+	}
+	t.Skipf("%s is missing; ./build.sh test installs it", what)
+}
+
+// LockedBuffer collects a process's output while the test reads it.
+type LockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (l *LockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String is everything written so far.
+func (l *LockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
