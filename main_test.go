@@ -16,6 +16,7 @@ import (
 
 	"roost/server"
 	"roost/server/control"
+	"roost/server/sysservice"
 	"roost/storage"
 )
 
@@ -251,7 +252,7 @@ func TestWriteServiceConfig(t *testing.T) {
 		t.Fatalf("%v %v", created, err)
 	}
 	cfg, err := server.LoadConfig(defaultConfig, path)
-	if err != nil || cfg.DataDir != "/var/lib/roost" {
+	if err != nil || cfg.DataDir != sysservice.DefaultDataDir() {
 		t.Fatalf("%+v %v", cfg, err)
 	}
 	os.WriteFile(path, []byte(`{"domain": "gw1.example.org"}`), 0o640)
