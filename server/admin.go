@@ -122,9 +122,7 @@ func (s *Server) startControl() error {
 				"up "+time.Since(started).Round(time.Second).String(),
 				fmt.Sprintf("sessions %d", s.router.Count()),
 				"data_dir "+s.cfg.DataDir)
-			if u := s.UplinkStatus(); u != "" {
-				resp.Lines = append(resp.Lines, u)
-			}
+			resp.Lines = append(resp.Lines, s.RemoteStatus()...)
 		}
 		if req.Op != "user.list" && req.Op != "status" && resp.Error == "" {
 			s.log.Info("control: "+req.Op, "jid", req.JID)

@@ -33,6 +33,7 @@ type Config struct {
 	Limits  LimitsConfig  `json:"limits"`
 	Devices DevicesConfig `json:"devices"`
 	Uplink  UplinkConfig  `json:"uplink"`
+	S2S     S2SConfig     `json:"s2s"`
 
 	// ScramIterations is the PBKDF2 iteration count for new passwords
 	// (RFC 5802 §5.1 asks for at least 4096).
@@ -45,6 +46,14 @@ type ListenConfig struct {
 	C2S    string `json:"c2s"`     // client streams with STARTTLS (RFC 6120)
 	C2STLS string `json:"c2s_tls"` // client streams over direct TLS (XEP-0368)
 	DTLS   string `json:"dtls"`    // devices over DTLS 1.2 with a pre-shared key (UDP)
+	S2S    string `json:"s2s"`     // server-to-server federation (RFC 6120, dialback); empty: no federation
+}
+
+// S2SConfig tunes federation when listen.s2s is set.
+type S2SConfig struct {
+	// Routes maps remote domains to host:port, tried before DNS (SRV,
+	// then the domain on 5269): for LANs without DNS.
+	Routes map[string]string `json:"routes"`
 }
 
 // UplinkConfig is the way out to the wider XMPP network.
@@ -222,7 +231,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("key \"log_level\": %q is not one of debug, info, warn, error", c.LogLevel)
 	}
-	for key, addr := range map[string]string{"listen.c2s": c.Listen.C2S, "listen.c2s_tls": c.Listen.C2STLS, "listen.dtls": c.Listen.DTLS} {
+	for key, addr := range map[string]string{"listen.c2s": c.Listen.C2S, "listen.c2s_tls": c.Listen.C2STLS, "listen.dtls": c.Listen.DTLS, "listen.s2s": c.Listen.S2S} {
 		if addr == "" {
 			continue
 		}
@@ -270,6 +279,14 @@ func (c *Config) Validate() error {
 	}
 	if l.WriteTimeout.D() < time.Second {
 		return fmt.Errorf("key \"limits.write_timeout\": %s is too short (at least 1s)", l.WriteTimeout.D())
+	}
+	for d, addr := range c.S2S.Routes {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("key \"s2s.routes\": %q for %s is not host:port (for example \"192.168.1.10:5269\")", addr, d)
+		}
+	}
+	if c.Uplink.Component.Address != "" && c.Listen.S2S != "" {
+		return errors.New(`keys "uplink.component.address" and "listen.s2s": choose one way out (a component uplink, or federation)`)
 	}
 	if u := &c.Uplink.Component; u.Address != "" {
 		if _, _, err := net.SplitHostPort(u.Address); err != nil {

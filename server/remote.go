@@ -3,14 +3,38 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
+	"net"
 
 	"roost/server/im"
 	"roost/server/jid"
+	"roost/server/s2s"
 	"roost/server/stanza"
 	"roost/server/uplink"
 	"roost/server/xmlscan"
 )
+
+// startFederation starts s2s when listen.s2s is set.
+func (s *Server) startFederation(tlsCfg *tls.Config) error {
+	if s.cfg.Listen.S2S == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.Listen.S2S)
+	if err != nil {
+		return fmt.Errorf("listen on %s (s2s): %w", s.cfg.Listen.S2S, err)
+	}
+	s.listeners = append(s.listeners, ln)
+	s.s2s = s2s.New(s2s.Config{
+		Domain: s.cfg.Domain, Secret: s.store.Secret(), Routes: s.cfg.S2S.Routes, TLS: tlsCfg,
+		Limits: xmlscan.Limits{MaxElementBytes: s.cfg.Limits.StanzaBytes, MaxDepth: s.cfg.Limits.MaxDepth},
+	}, s, s.log)
+	s.im.Remote = s.sendRemote
+	s.log.Info("listening", "addr", ln.Addr().String(), "s2s", true)
+	go s.s2s.Serve(ln)
+	return nil
+}
 
 // startUplink connects the component uplink when one is configured.
 func (s *Server) startUplink() {
@@ -32,8 +56,8 @@ func (s *Server) startUplink() {
 // toRemote sends a local session's stanza to another domain (RFC 6120
 // §10.4) over the uplink; without one it is refused.
 func (s *Server) toRemote(sess im.Session, st *stanza.Stanza, stamped []byte, t target) {
-	if s.uplink == nil {
-		s.bounce(sess, st, stanza.RemoteServerNotFound, "this server is not connected to other domains (see uplink in the configuration)")
+	if s.uplink == nil && s.s2s == nil {
+		s.bounce(sess, st, stanza.RemoteServerNotFound, "this server is not connected to other domains (see uplink and listen.s2s in the configuration)")
 		return
 	}
 	if st.Kind == stanza.Presence {
@@ -54,6 +78,10 @@ func (s *Server) toRemote(sess im.Session, st *stanza.Stanza, stamped []byte, t 
 				sess.AddDirected(j, len(st.Type) == 0)
 			}
 		}
+	}
+	if s.s2s != nil {
+		s.s2s.Send(string(t.domain), stamped)
+		return
 	}
 	switch err := s.uplink.Send(st.Kind, stamped); {
 	case errors.Is(err, uplink.ErrDown):
@@ -85,11 +113,15 @@ func (r *remoteSession) Interested() bool                   { return false }
 // sendRemote is im's way out: b for the remote JID to, given a to
 // attribute when it has none (a broadcast copy).
 func (s *Server) sendRemote(to string, b []byte) {
-	if s.uplink == nil {
-		return
-	}
 	if !hasTo(b) {
 		b = insertTo(b, to)
+	}
+	if s.s2s != nil {
+		s.s2s.Send(jid.DomainOf(to), b)
+		return
+	}
+	if s.uplink == nil {
+		return
 	}
 	kind := stanza.Presence
 	switch {
@@ -101,9 +133,51 @@ func (s *Server) sendRemote(to string, b []byte) {
 	s.uplink.Send(kind, b)
 }
 
-// FromUplink routes a stanza the upstream sent us (uplink.Inbound). The
-// remote sender is represented by a session whose Deliver goes back up.
-func (s *Server) FromUplink(st *stanza.Stanza) {
+// FromUplink routes a stanza the upstream sent us (uplink.Inbound).
+func (s *Server) FromUplink(st *stanza.Stanza) { s.fromRemote(st) }
+
+// FromRemote routes a stanza a federated server sent us (s2s.Inbound).
+func (s *Server) FromRemote(st *stanza.Stanza) { s.fromRemote(st) }
+
+// Undeliverable answers the local sender of a stanza that could not be
+// sent to its domain (s2s.Inbound).
+func (s *Server) Undeliverable(b []byte, cond stanza.Condition, text string) {
+	get := func(name string) string {
+		if a, e, ok := findAttr(b, name); ok {
+			v := b[a:e]
+			if i := bytes.IndexAny(v, "'\""); i >= 0 && len(v) > i+1 {
+				if u, err := stanza.Unescape(v[i+1 : len(v)-1]); err == nil {
+					return u
+				}
+			}
+		}
+		return ""
+	}
+	kind := stanza.Presence
+	switch {
+	case bytes.HasPrefix(b, []byte("<message")):
+		kind = stanza.Message
+	case bytes.HasPrefix(b, []byte("<iq")):
+		kind = stanza.IQ
+	}
+	typ := get("type")
+	if typ == "error" || (kind == stanza.IQ && typ == "result") || kind == stanza.Presence {
+		return // never answer an error or result; presence to a lost domain just goes
+	}
+	from, to := get("from"), get("to")
+	j, err := jid.Parse(from)
+	if err != nil || j.Domain() != s.cfg.Domain {
+		return
+	}
+	reply := stanza.AppendErrorFor(nil, kind, []byte(get("id")), from, to, cond, cond.DefaultType(), text)
+	if r := s.router.Session([]byte(j.Bare().String()), []byte(j.Resource())); r != nil {
+		r.Deliver(reply)
+	}
+}
+
+// fromRemote routes a stanza from another domain. The remote sender is
+// represented by a session whose Deliver goes back out.
+func (s *Server) fromRemote(st *stanza.Stanza) {
 	from, err := stanza.Unescape(st.From)
 	if err != nil {
 		return
@@ -119,12 +193,15 @@ func (s *Server) FromUplink(st *stanza.Stanza) {
 // LinkUp re-sends presence to remote contacts (uplink.Inbound).
 func (s *Server) LinkUp() { s.im.Resend() }
 
-// UplinkStatus describes the uplink, or "" when there is none.
-func (s *Server) UplinkStatus() string {
-	if s.uplink == nil {
-		return ""
+// RemoteStatus describes the uplink or the federated streams.
+func (s *Server) RemoteStatus() []string {
+	switch {
+	case s.uplink != nil:
+		return []string{s.uplink.Status()}
+	case s.s2s != nil:
+		return append([]string{"s2s listening on " + s.cfg.Listen.S2S}, s.s2s.Status()...)
 	}
-	return s.uplink.Status()
+	return nil
 }
 
 // hasTo reports whether a stanza's start tag has a to attribute.

@@ -26,6 +26,7 @@ import (
 	"roost/server/im"
 	"roost/server/jid"
 	"roost/server/router"
+	"roost/server/s2s"
 	"roost/server/stanza"
 	"roost/server/uplink"
 	"roost/server/xmlscan"
@@ -57,6 +58,7 @@ type Server struct {
 	conns   map[net.Conn]struct{}
 
 	uplink     *uplink.Link // nil unless uplink.component is configured
+	s2s        *s2s.Service // nil unless listen.s2s is set
 	stopUplink context.CancelFunc
 
 	churn    atomic.Int64  // connections opened plus closed, for trimMemory
@@ -136,6 +138,9 @@ func (s *Server) Start() (err error) {
 		s.log.Info("listening", "addr", ln.Addr().String(), "direct_tls", l.direct)
 		s.wg.Add(1)
 		go s.accept(ln, l.direct)
+	}
+	if err := s.startFederation(tlsCfg); err != nil {
+		return err
 	}
 	if err := s.startControl(); err != nil {
 		return err

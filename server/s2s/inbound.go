@@ -1,0 +1,194 @@
+package s2s
+
+import (
+	"crypto/hmac"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"roost/server/jid"
+	"roost/server/stanza"
+	"roost/server/xmlscan"
+)
+
+// authTimeout bounds how long an inbound stream may take to authenticate.
+const authTimeout = 60 * time.Second
+
+// Serve accepts inbound server streams on ln until it is closed.
+func (s *Service) Serve(ln net.Listener) {
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("s2s: accept failed", "err", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		go s.serveInbound(nc)
+	}
+}
+
+// inbound is one stream a remote server opened to us.
+type inbound struct {
+	*stream
+	svc    *Service
+	id     string
+	secure bool
+	mu     sync.Mutex
+	authed map[string]bool // remote domains authenticated on this stream
+}
+
+func (s *Service) serveInbound(nc net.Conn) {
+	in := &inbound{stream: &stream{nc: nc, scan: xmlscan.New(nc, s.cfg.Limits)}, svc: s, authed: map[string]bool{}}
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("s2s: internal error, closing stream", "panic", r)
+			in.fail(stanza.StreamInternalServerError, "")
+		}
+		nc.Close()
+	}()
+	nc.SetReadDeadline(time.Now().Add(authTimeout))
+	if err := in.open(); err != nil {
+		s.log.Info("s2s: inbound stream ended", "remote", nc.RemoteAddr().String(), "err", err)
+		return
+	}
+	for {
+		tok, err := in.next()
+		if err != nil {
+			var se *xmlscan.Error
+			if errors.As(err, &se) {
+				in.fail(stanza.StreamCondition(se.Cond), se.Reason)
+			} else {
+				in.write("</stream:stream>")
+			}
+			return
+		}
+		if !in.element(&tok) {
+			return
+		}
+	}
+}
+
+// open reads the peer's header and answers with ours and the features.
+func (in *inbound) open() error {
+	tok, err := in.scan.Next()
+	if err != nil {
+		return err
+	}
+	if tok.Kind != xmlscan.KindHeader {
+		in.fail(stanza.StreamNotWellFormed, "expected a stream header")
+		return errors.New("no stream header")
+	}
+	in.id = newID()
+	from := attr(&tok, "from")
+	in.write(header(in.svc.cfg.Domain, from, in.id))
+	if ns, _ := tok.Attr("xmlns"); string(ns) != NSServer {
+		in.fail(stanza.StreamInvalidNamespace, "this port takes jabber:server streams")
+		return errors.New("wrong namespace")
+	}
+	if to := attr(&tok, "to"); to != in.svc.cfg.Domain {
+		in.fail(stanza.StreamHostUnknown, "this server is "+in.svc.cfg.Domain)
+		return errors.New("host unknown: " + to)
+	}
+	f := "<stream:features>"
+	if !in.secure && in.svc.cfg.TLS != nil {
+		f += "<starttls xmlns='" + nsTLS + "'/>"
+	}
+	f += "<dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>"
+	return in.write(f)
+}
+
+// element handles one top-level element; false ends the stream.
+func (in *inbound) element(tok *xmlscan.Token) bool {
+	s := in.svc
+	switch {
+	case string(tok.Local) == "starttls" && string(tok.Space) == nsTLS:
+		if in.secure || s.cfg.TLS == nil {
+			in.fail(stanza.StreamPolicyViolation, "TLS is already on or not offered")
+			return false
+		}
+		in.write("<proceed xmlns='" + nsTLS + "'/>")
+		tc := tls.Server(in.nc, s.cfg.TLS)
+		if err := tc.Handshake(); err != nil {
+			s.log.Info("s2s: inbound TLS handshake failed", "err", err)
+			return false
+		}
+		in.nc, in.secure = tc, true
+		in.scan.Reset(tc)
+		return in.open() == nil
+	case string(tok.Space) == NSDialback && string(tok.Local) == "verify":
+		// The server we opened a stream to checks the key we gave it.
+		from, id := attr(tok, "from"), attr(tok, "id")
+		valid := hmac.Equal([]byte(text(tok)), []byte(s.key(from, s.cfg.Domain, id)))
+		typ := "invalid"
+		if valid {
+			typ = "valid"
+		}
+		return in.write("<db:verify from='"+escape(s.cfg.Domain)+"' to='"+escape(from)+"' id='"+escape(id)+"' type='"+typ+"'/>") == nil
+	case string(tok.Space) == NSDialback && string(tok.Local) == "result":
+		from, to, key := attr(tok, "from"), attr(tok, "to"), text(tok)
+		if to != s.cfg.Domain {
+			in.fail(stanza.StreamHostUnknown, "this server is "+s.cfg.Domain)
+			return false
+		}
+		if !validDomain(from) {
+			in.fail(stanza.StreamInvalidFrom, "not a domain")
+			return false
+		}
+		ok, err := s.verify(from, in.id, key)
+		if err != nil {
+			s.log.Warn("s2s: could not verify a dialback key", "domain", from, "err", err)
+		}
+		if !ok {
+			in.write("<db:result from='" + escape(s.cfg.Domain) + "' to='" + escape(from) + "' type='invalid'/>")
+			in.fail(stanza.StreamNotAuthorized, "dialback key not verified for "+from)
+			return false
+		}
+		in.mu.Lock()
+		in.authed[from] = true
+		in.mu.Unlock()
+		in.nc.SetReadDeadline(time.Time{})
+		s.log.Info("s2s: inbound stream authenticated", "domain", from, "tls", in.secure)
+		return in.write("<db:result from='"+escape(s.cfg.Domain)+"' to='"+escape(from)+"' type='valid'/>") == nil
+	}
+	st, ok := stanza.Parse(tok, NSServer)
+	if !ok {
+		in.fail(stanza.StreamUnsupportedStanzaType, "")
+		return false
+	}
+	if len(in.authed) == 0 {
+		in.fail(stanza.StreamNotAuthorized, "authenticate with dialback first")
+		return false
+	}
+	if cond, why := in.check(&st); cond != "" {
+		in.fail(cond, why)
+		s.log.Warn("s2s: closed an inbound stream", "condition", cond, "reason", why)
+		return false
+	}
+	s.in.FromRemote(&st)
+	return true
+}
+
+// check applies RFC 6120 §8.1.1.2 and §8.1.2.1 to a stanza from a peer:
+// it must come from a domain authenticated on this stream and go to ours.
+func (in *inbound) check(st *stanza.Stanza) (stanza.StreamCondition, string) {
+	if st.To == nil || st.From == nil {
+		return stanza.StreamImproperAddressing, "a server stanza needs both to and from"
+	}
+	to, err := stanza.Unescape(st.To)
+	if err != nil || jid.DomainOf(to) != in.svc.cfg.Domain {
+		return stanza.StreamHostUnknown, "this server is " + in.svc.cfg.Domain
+	}
+	from, err := stanza.Unescape(st.From)
+	in.mu.Lock()
+	ok := err == nil && in.authed[jid.DomainOf(from)]
+	in.mu.Unlock()
+	if !ok {
+		return stanza.StreamInvalidFrom, "from a domain not authenticated on this stream"
+	}
+	return "", ""
+}

@@ -1,0 +1,225 @@
+package s2s
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"roost/server/stanza"
+	"roost/server/xmlscan"
+)
+
+// outbound is our stream to one remote domain: stanzas wait in order
+// while it is being opened and authenticated.
+type outbound struct {
+	svc    *Service
+	domain string
+
+	mu         sync.Mutex
+	st         *stream // nil until authenticated
+	queue      [][]byte
+	connecting bool
+	state      string
+}
+
+// errNotFound means no server for the domain could be reached.
+var errNotFound = errors.New("no server for the domain answered")
+
+func (o *outbound) send(b []byte) {
+	o.mu.Lock()
+	if o.st != nil {
+		err := o.st.writeBytes(b)
+		o.mu.Unlock()
+		if err != nil {
+			o.svc.in.Undeliverable(b, stanza.RemoteServerTimeout, "the stream to "+o.domain+" failed")
+		}
+		return
+	}
+	if len(o.queue) >= o.svc.cfg.QueueStanzas {
+		o.mu.Unlock()
+		o.svc.in.Undeliverable(b, stanza.RemoteServerTimeout, "too many stanzas waiting for "+o.domain)
+		return
+	}
+	o.queue = append(o.queue, append([]byte(nil), b...))
+	start := !o.connecting
+	o.connecting = true
+	o.state = "connecting"
+	o.mu.Unlock()
+	if start {
+		go o.connect()
+	}
+}
+
+func (o *outbound) connect() {
+	st, err := o.svc.dial(o.domain)
+	o.mu.Lock()
+	q := o.queue
+	o.queue, o.connecting = nil, false
+	if err != nil {
+		o.state = "failed: " + err.Error()
+		o.mu.Unlock()
+		o.svc.log.Warn("s2s: cannot reach", "domain", o.domain, "err", err)
+		cond := stanza.RemoteServerTimeout
+		if errors.Is(err, errNotFound) {
+			cond = stanza.RemoteServerNotFound
+		}
+		for _, b := range q {
+			o.svc.in.Undeliverable(b, cond, err.Error())
+		}
+		return
+	}
+	o.st, o.state = st, "up since "+time.Now().Format(time.TimeOnly)
+	var buf []byte
+	for _, b := range q {
+		buf = append(buf, b...)
+	}
+	werr := st.writeBytes(buf)
+	o.mu.Unlock()
+	o.svc.log.Info("s2s: stream up", "domain", o.domain, "sent_from_queue", len(q))
+	if werr != nil {
+		st.nc.Close()
+	}
+	// An outbound stream carries nothing back but errors and its close.
+	for {
+		tok, err := st.next()
+		if err != nil || (tok.Kind == xmlscan.KindElement && string(tok.Local) == "error") {
+			break
+		}
+	}
+	st.nc.Close()
+	o.mu.Lock()
+	if o.st == st {
+		o.st, o.state = nil, "closed"
+	}
+	o.mu.Unlock()
+}
+
+// open connects to domain's server and opens a stream, with STARTTLS
+// when offered (the peer's certificate is not checked: dialback is what
+// authenticates it). It returns the stream, its id and its features.
+func (s *Service) open(ctx context.Context, domain string) (*stream, string, xmlscan.Token, error) {
+	var nc net.Conn
+	var lastErr error
+	d := net.Dialer{Timeout: s.cfg.DialTimeout}
+	for _, a := range s.resolve(ctx, domain) {
+		if nc, lastErr = d.DialContext(ctx, "tcp", a); lastErr == nil {
+			break
+		}
+	}
+	if nc == nil {
+		return nil, "", xmlscan.Token{}, fmt.Errorf("%w: %v", errNotFound, lastErr)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		nc.SetDeadline(dl)
+	}
+	st := &stream{nc: nc, scan: xmlscan.New(nc, s.cfg.Limits)}
+	id, feats, err := st.restart(s.cfg.Domain, domain)
+	if err == nil && bytes.Contains(feats.Raw, []byte(nsTLS)) {
+		if err = st.write("<starttls xmlns='" + nsTLS + "'/>"); err == nil {
+			var tok xmlscan.Token
+			if tok, err = st.next(); err == nil && string(tok.Local) != "proceed" {
+				err = fmt.Errorf("starttls refused: %.100s", tok.Raw)
+			}
+		}
+		if err == nil {
+			tc := tls.Client(nc, &tls.Config{ServerName: domain, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
+			if err = tc.HandshakeContext(ctx); err == nil {
+				st.nc = tc
+				st.scan.Reset(tc)
+				id, feats, err = st.restart(s.cfg.Domain, domain)
+			}
+		}
+	}
+	if err != nil {
+		nc.Close()
+		return nil, "", feats, err
+	}
+	return st, id, feats, nil
+}
+
+// restart sends our stream header and reads the peer's and its features.
+func (st *stream) restart(from, to string) (string, xmlscan.Token, error) {
+	if err := st.write(header(from, to, "")); err != nil {
+		return "", xmlscan.Token{}, err
+	}
+	tok, err := st.scan.Next()
+	if err != nil {
+		return "", tok, fmt.Errorf("read stream header: %w", err)
+	}
+	if tok.Kind != xmlscan.KindHeader {
+		return "", tok, fmt.Errorf("no stream header: %.100s", tok.Raw)
+	}
+	id := attr(&tok, "id")
+	feats, err := st.next()
+	if err != nil {
+		return id, feats, fmt.Errorf("read features: %w", err)
+	}
+	if string(feats.Local) != "features" {
+		return id, feats, fmt.Errorf("expected stream features, got %.100s", feats.Raw)
+	}
+	return id, feats, nil
+}
+
+// dial opens an authenticated stream to domain with dialback.
+func (s *Service) dial(domain string) (*stream, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, id, _, err := s.open(ctx, domain)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.write("<db:result from='" + escape(s.cfg.Domain) + "' to='" + escape(domain) + "'>" + s.key(domain, s.cfg.Domain, id) + "</db:result>"); err != nil {
+		st.nc.Close()
+		return nil, err
+	}
+	for {
+		tok, err := st.next()
+		if err != nil {
+			st.nc.Close()
+			return nil, fmt.Errorf("dialback: %w", err)
+		}
+		if string(tok.Space) == NSDialback && string(tok.Local) == "result" {
+			if typ := attr(&tok, "type"); typ != "valid" {
+				st.nc.Close()
+				return nil, fmt.Errorf("dialback: %s refused our key (%s)", domain, typ)
+			}
+			break
+		}
+		if string(tok.Local) == "error" {
+			st.nc.Close()
+			return nil, fmt.Errorf("stream error from %s: %.120s", domain, tok.Raw)
+		}
+	}
+	st.nc.SetDeadline(time.Time{})
+	return st, nil
+}
+
+// verify asks domain's authoritative server whether key is the one it
+// made for the stream streamID it opened to us (XEP-0220 §2.3).
+func (s *Service) verify(domain, streamID, key string) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, _, _, err := s.open(ctx, domain)
+	if err != nil {
+		return false, err
+	}
+	defer st.nc.Close()
+	if err := st.write("<db:verify from='" + escape(s.cfg.Domain) + "' to='" + escape(domain) + "' id='" + escape(streamID) + "'>" + key + "</db:verify>"); err != nil {
+		return false, err
+	}
+	for {
+		tok, err := st.next()
+		if err != nil {
+			return false, err
+		}
+		if string(tok.Space) == NSDialback && string(tok.Local) == "verify" {
+			st.write("</stream:stream>")
+			return attr(&tok, "type") == "valid", nil
+		}
+	}
+}

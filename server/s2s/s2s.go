@@ -1,0 +1,253 @@
+// Package s2s is server-to-server federation (RFC 6120 jabber:server
+// streams) for gateways with a reachable address: outbound streams to
+// remote domains and an inbound listener, both with STARTTLS, and peers
+// authenticated with Server Dialback (XEP-0220, keys per XEP-0185).
+// Remote domains are found through static routes (for LANs without DNS),
+// then SRV (_xmpp-server._tcp), then the domain itself on port 5269.
+//
+// A remote server may only send from a domain it has authenticated on
+// the stream (invalid-from otherwise) and only to ours (host-unknown).
+package s2s
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"roost/server/jid"
+	"roost/server/stanza"
+	"roost/server/xmlscan"
+)
+
+// Namespaces of a server stream.
+const (
+	NSServer   = "jabber:server"
+	NSDialback = "jabber:server:dialback"
+	nsTLS      = "urn:ietf:params:xml:ns:xmpp-tls"
+	nsStream   = "http://etherx.jabber.org/streams"
+)
+
+// Config configures federation.
+type Config struct {
+	Domain string
+	Secret []byte            // dialback keys are made from it; keep it stable across restarts
+	Routes map[string]string // remote domain -> host:port, before any DNS
+	TLS    *tls.Config       // our certificate, for inbound STARTTLS
+	Limits xmlscan.Limits
+	// QueueStanzas bounds what waits for one remote domain's stream.
+	QueueStanzas int
+	DialTimeout  time.Duration
+}
+
+// Inbound takes stanzas arriving from remote servers (checked) and
+// stanzas that could not be delivered out.
+type Inbound interface {
+	FromRemote(st *stanza.Stanza)
+	// Undeliverable returns a stanza that could not be sent to its
+	// domain, with the condition to answer its sender with.
+	Undeliverable(b []byte, cond stanza.Condition, text string)
+}
+
+// Service holds the outbound streams and serves inbound ones.
+type Service struct {
+	cfg Config
+	in  Inbound
+	log *slog.Logger
+
+	mu  sync.Mutex
+	out map[string]*outbound // by remote domain
+}
+
+// New prepares federation; Serve accepts inbound streams.
+func New(cfg Config, in Inbound, log *slog.Logger) *Service {
+	if cfg.QueueStanzas <= 0 {
+		cfg.QueueStanzas = 1000
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 10 * time.Second
+	}
+	return &Service{cfg: cfg, in: in, log: log, out: make(map[string]*outbound)}
+}
+
+// key is the dialback key for a stream (XEP-0185): only we make and
+// check our keys, so any keyed hash of the three names and our secret
+// does.
+func (s *Service) key(receiving, originating, streamID string) string {
+	m := hmac.New(sha256.New, s.cfg.Secret)
+	m.Write([]byte(receiving + " " + originating + " " + streamID))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// resolve finds where a domain's server listens: a static route, an SRV
+// record, or the domain on 5269.
+func (s *Service) resolve(ctx context.Context, domain string) []string {
+	if a, ok := s.cfg.Routes[domain]; ok {
+		return []string{a}
+	}
+	var addrs []string
+	if _, srvs, err := net.DefaultResolver.LookupSRV(ctx, "xmpp-server", "tcp", domain); err == nil {
+		for _, r := range srvs {
+			if r.Target != "." {
+				addrs = append(addrs, net.JoinHostPort(trimDot(r.Target), strconv.Itoa(int(r.Port))))
+			}
+		}
+	}
+	return append(addrs, net.JoinHostPort(domain, "5269"))
+}
+
+func trimDot(s string) string {
+	if len(s) > 0 && s[len(s)-1] == '.' {
+		return s[:len(s)-1]
+	}
+	return s
+}
+
+// Send queues a stanza for a remote domain, opening and authenticating a
+// stream to it when there is none.
+func (s *Service) Send(domain string, b []byte) {
+	s.mu.Lock()
+	o := s.out[domain]
+	if o == nil {
+		o = &outbound{svc: s, domain: domain}
+		s.out[domain] = o
+	}
+	s.mu.Unlock()
+	o.send(b)
+}
+
+// Status lists the remote domains and their streams' state.
+func (s *Service) Status() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var lines []string
+	for d, o := range s.out {
+		o.mu.Lock()
+		lines = append(lines, fmt.Sprintf("s2s to %s: %s", d, o.state))
+		o.mu.Unlock()
+	}
+	return lines
+}
+
+func newID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// stream is what both directions share: the connection, its scanner and
+// serialised writes.
+type stream struct {
+	nc   net.Conn
+	scan *xmlscan.Scanner
+	wmu  sync.Mutex
+}
+
+func (st *stream) write(s string) error {
+	st.wmu.Lock()
+	defer st.wmu.Unlock()
+	st.nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	_, err := st.nc.Write([]byte(s))
+	return err
+}
+
+func (st *stream) writeBytes(b []byte) error {
+	st.wmu.Lock()
+	defer st.wmu.Unlock()
+	st.nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	_, err := st.nc.Write(b)
+	return err
+}
+
+// next reads the next top-level element, skipping whitespace keepalives.
+func (st *stream) next() (xmlscan.Token, error) {
+	for {
+		tok, err := st.scan.Next()
+		if err != nil {
+			return tok, err
+		}
+		if tok.Kind == xmlscan.KindClose {
+			return tok, errors.New("the peer closed the stream")
+		}
+		return tok, nil
+	}
+}
+
+func (st *stream) fail(cond stanza.StreamCondition, text string) {
+	st.writeBytes(append(stanza.AppendStreamError(nil, cond, text), "</stream:stream>"...))
+	st.nc.Close()
+}
+
+func header(from, to, id string) string {
+	h := "<?xml version='1.0'?><stream:stream xmlns='" + NSServer + "' xmlns:stream='" + nsStream + "' xmlns:db='" + NSDialback + "' version='1.0'"
+	if from != "" {
+		h += " from='" + escape(from) + "'"
+	}
+	if to != "" {
+		h += " to='" + escape(to) + "'"
+	}
+	if id != "" {
+		h += " id='" + id + "'"
+	}
+	return h + ">"
+}
+
+func escape(s string) string { return string(stanza.AppendEscaped(nil, s)) }
+
+func attr(tok *xmlscan.Token, name string) string {
+	v, ok := tok.Attr(name)
+	if !ok {
+		return ""
+	}
+	s, err := stanza.Unescape(v)
+	if err != nil {
+		return ""
+	}
+	return s
+}
+
+// text is an element's character content (a dialback key).
+func text(tok *xmlscan.Token) string {
+	if tok.SelfClosing {
+		return ""
+	}
+	raw := tok.Raw
+	i, j := indexByte(raw, '>'), lastIndexByte(raw, '<')
+	if i < 0 || j <= i {
+		return ""
+	}
+	return string(raw[i+1 : j])
+}
+
+func indexByte(b []byte, c byte) int {
+	for i := range b {
+		if b[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func lastIndexByte(b []byte, c byte) int {
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// validDomain reports whether s is a domain JID.
+func validDomain(s string) bool {
+	j, err := jid.Parse(s)
+	return err == nil && j.Local() == "" && j.Resource() == "" && j.Domain() == s
+}

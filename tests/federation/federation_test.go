@@ -1,0 +1,234 @@
+// Package federation tests server-to-server streams: two Roost servers
+// federating over loopback with static routes and dialback, bad input on
+// an inbound stream, and (when Prosody is installed) a real Prosody.
+package federation
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"roost/bench/load"
+	"roost/server"
+	"roost/server/xmlscan"
+	"roost/tests/testutil"
+)
+
+// roost starts a server for domain with federation on s2s and the
+// given routes, and one account per user (password "pw").
+func roost(t *testing.T, domain, s2s string, routes map[string]string, users ...string) *server.Server {
+	t.Helper()
+	defaults, err := os.ReadFile("../../config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := server.LoadConfig(defaults, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Domain, cfg.DataDir = domain, t.TempDir()
+	cfg.Listen.C2S, cfg.Listen.C2STLS, cfg.Listen.DTLS, cfg.Listen.S2S = "127.0.0.1:0", "", "", s2s
+	cfg.S2S.Routes = routes
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("server", domain)
+	}
+	srv := server.New(cfg, log)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	for _, u := range users {
+		if err := srv.Store().AddUser(u, "pw"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return srv
+}
+
+func login(t *testing.T, srv *server.Server, domain, user string) *load.Conn {
+	t.Helper()
+	c, err := load.Dial(load.Options{Target: srv.Addrs()[0].String(), Domain: domain, Password: "pw", TLS: true, Timeout: 10 * time.Second}, user, "r", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// expect reads stanzas until one contains all of want.
+func expect(t *testing.T, c *load.Conn, want ...string) string {
+	t.Helper()
+	got := make(chan string, 1)
+	go func() {
+		for {
+			tok, err := c.Next()
+			if err != nil {
+				got <- "error: " + err.Error()
+				return
+			}
+			s := string(tok.Raw)
+			ok := true
+			for _, w := range want {
+				ok = ok && strings.Contains(s, w)
+			}
+			if ok {
+				got <- s
+				return
+			}
+		}
+	}()
+	select {
+	case s := <-got:
+		if strings.HasPrefix(s, "error: ") {
+			t.Fatalf("waiting for %q: %s", want, s)
+		}
+		return s
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no stanza with %q in 20 s", want)
+	}
+	return ""
+}
+
+// Two Roosts, a.test and b.test, reach each other through static routes
+// and authenticate with dialback; messages and a subscription with
+// presence cross both ways.
+func TestRoostToRoost(t *testing.T) {
+	pa, pb := testutil.FreePort(t), testutil.FreePort(t)
+	routes := map[string]string{"a.test": fmt.Sprintf("127.0.0.1:%d", pa), "b.test": fmt.Sprintf("127.0.0.1:%d", pb)}
+	a := roost(t, "a.test", routes["a.test"], routes, "alice")
+	b := roost(t, "b.test", routes["b.test"], routes, "bob")
+	alice, bob := login(t, a, "a.test", "alice"), login(t, b, "b.test", "bob")
+
+	alice.Send([]byte("<message to='bob@b.test' type='chat' id='m1'><body>hello b</body></message>"))
+	m := expect(t, bob, "<message", "hello b")
+	if !strings.Contains(m, "from='alice@a.test/r'") {
+		t.Fatalf("from not kept: %s", m)
+	}
+	bob.Send([]byte("<message to='alice@a.test/r' type='chat'><body>hello a</body></message>"))
+	expect(t, alice, "hello a", "from='bob@b.test/r'")
+
+	alice.Send([]byte("<presence to='bob@b.test' type='subscribe'/>"))
+	expect(t, bob, "type='subscribe'", "alice@a.test")
+	bob.Send([]byte("<presence to='alice@a.test' type='subscribed'/>"))
+	expect(t, alice, "type='subscribed'", "bob@b.test")
+	// Approved: bob's presence now reaches alice.
+	bob.Send([]byte("<presence><status>here</status></presence>"))
+	expect(t, alice, "<presence", "from='bob@b.test/r'", "here")
+
+	// An iq to a domain nobody serves fails with remote-server-not-found.
+	alice.Send([]byte("<iq type='get' id='q1' to='nowhere.invalid'><ping xmlns='urn:xmpp:ping'/></iq>"))
+	expect(t, alice, "id='q1'", "remote-server-not-found")
+}
+
+// rawStream opens a jabber:server stream to addr from domain.
+func rawStream(t *testing.T, addr, from, to string) (net.Conn, *xmlscan.Scanner) {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(nc, "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' version='1.0' from='%s' to='%s'>", from, to)
+	sc := xmlscan.New(nc, xmlscan.Limits{})
+	if tok, err := sc.Next(); err != nil || tok.Kind != xmlscan.KindHeader {
+		t.Fatalf("header: %v", err)
+	}
+	if tok, err := sc.Next(); err != nil || string(tok.Local) != "features" {
+		t.Fatalf("features: %v %s", err, tok.Raw)
+	}
+	return nc, sc
+}
+
+// streamError reads until the stream error and returns it.
+func streamError(t *testing.T, sc *xmlscan.Scanner) string {
+	t.Helper()
+	for {
+		tok, err := sc.Next()
+		if err != nil {
+			t.Fatalf("no stream error: %v", err)
+		}
+		if string(tok.Local) == "error" {
+			return string(tok.Raw)
+		}
+	}
+}
+
+// Bad input on an inbound stream: a stanza before authentication, one
+// claiming a domain the stream did not authenticate, one for another
+// host; each ends that stream with the RFC 6120 error, and the server
+// goes on serving.
+func TestInboundChecks(t *testing.T) {
+	// evil.test's "authoritative server" says every key is valid, so a
+	// stream can authenticate as evil.test and then misbehave.
+	auth, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auth.Close()
+	go func() {
+		for {
+			nc, err := auth.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer nc.Close()
+				sc := xmlscan.New(nc, xmlscan.Limits{})
+				sc.Next()
+				io.WriteString(nc, "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' version='1.0' id='x'><stream:features/>")
+				for {
+					tok, err := sc.Next()
+					if err != nil {
+						return
+					}
+					if string(tok.Local) == "verify" {
+						id, _ := tok.Attr("id")
+						fmt.Fprintf(nc, "<db:verify from='evil.test' to='a.test' id='%s' type='valid'/>", id)
+					}
+				}
+			}()
+		}
+	}()
+	pa := testutil.FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", pa)
+	a := roost(t, "a.test", addr, map[string]string{"evil.test": auth.Addr().String()}, "alice")
+
+	nc, sc := rawStream(t, addr, "evil.test", "a.test")
+	io.WriteString(nc, "<message from='x@evil.test' to='alice@a.test'><body>early</body></message>")
+	if e := streamError(t, sc); !strings.Contains(e, "not-authorized") {
+		t.Fatalf("before dialback: %s", e)
+	}
+
+	authed := func() (net.Conn, *xmlscan.Scanner) {
+		nc, sc := rawStream(t, addr, "evil.test", "a.test")
+		io.WriteString(nc, "<db:result from='evil.test' to='a.test'>anykey</db:result>")
+		tok, err := sc.Next()
+		if err != nil || !strings.Contains(string(tok.Raw), "type='valid'") {
+			t.Fatalf("dialback: %v %s", err, tok.Raw)
+		}
+		return nc, sc
+	}
+	nc, sc = authed()
+	io.WriteString(nc, "<message from='mallory@a.test' to='alice@a.test'><body>spoof</body></message>")
+	if e := streamError(t, sc); !strings.Contains(e, "invalid-from") {
+		t.Fatalf("spoofed from: %s", e)
+	}
+	nc, sc = authed()
+	io.WriteString(nc, "<message from='x@evil.test' to='alice@elsewhere.test'><body>lost</body></message>")
+	if e := streamError(t, sc); !strings.Contains(e, "host-unknown") {
+		t.Fatalf("wrong host: %s", e)
+	}
+	// And a well-behaved stanza on an authenticated stream arrives.
+	alice := login(t, a, "a.test", "alice")
+	nc, _ = authed()
+	io.WriteString(nc, "<message from='x@evil.test/r' to='alice@a.test' type='chat'><body>fine</body></message>")
+	expect(t, alice, "fine", "from='x@evil.test/r'")
+}
