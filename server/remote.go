@@ -26,6 +26,8 @@ func (s *Server) startFederation(tlsCfg *tls.Config) error {
 		return fmt.Errorf("listen on %s (s2s): %w", s.cfg.Listen.S2S, err)
 	}
 	s.listeners = append(s.listeners, ln)
+	tlsCfg = tlsCfg.Clone()
+	tlsCfg.NextProtos = []string{"xmpp-server"} // what servers ask for in ALPN (XEP-0368)
 	s.s2s = s2s.New(s2s.Config{
 		Domain: s.cfg.Domain, Secret: s.store.Secret(), Routes: s.cfg.S2S.Routes, TLS: tlsCfg,
 		Limits: xmlscan.Limits{MaxElementBytes: s.cfg.Limits.StanzaBytes, MaxDepth: s.cfg.Limits.MaxDepth},

@@ -127,7 +127,7 @@ func (s *Service) open(ctx context.Context, domain string) (*stream, string, xml
 			}
 		}
 		if err == nil {
-			tc := tls.Client(nc, &tls.Config{ServerName: domain, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
+			tc := tls.Client(nc, &tls.Config{ServerName: domain, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12, NextProtos: []string{"xmpp-server"}})
 			if err = tc.HandshakeContext(ctx); err == nil {
 				st.nc = tc
 				st.scan.Reset(tc)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -231,4 +232,78 @@ func TestInboundChecks(t *testing.T) {
 	nc, _ = authed()
 	io.WriteString(nc, "<message from='x@evil.test/r' to='alice@a.test' type='chat'><body>fine</body></message>")
 	expect(t, alice, "fine", "from='x@evil.test/r'")
+}
+
+// TestProsody federates with a real Prosody: Roost's domain roost.test is
+// in /etc/hosts at 127.0.0.2 (Prosody finds servers by DNS, on port
+// 5269), and Roost reaches prosody.test through a static route.
+func TestProsody(t *testing.T) {
+	_, err := exec.LookPath("prosodyctl")
+	testutil.Need(t, "prosody", err == nil)
+	if os.Geteuid() != 0 {
+		testutil.Need(t, "root (to add roost.test to /etc/hosts)", false)
+	}
+	addHost(t, "127.0.0.2", "roost.test")
+	peers(t, "wipe", "prosody")
+	peers(t, "start", "prosody")
+	t.Cleanup(func() { peers(t, "stop", "prosody") })
+	peers(t, "users", "prosody", "2")
+
+	r := roost(t, "roost.test", "127.0.0.2:5269", map[string]string{"prosody.test": "127.0.0.1:16269"}, "alice")
+	alice := login(t, r, "roost.test", "alice")
+	c, err := load.Dial(load.Options{Target: "127.0.0.1:16222", Domain: "prosody.test", Password: "pass1", TLS: true, Timeout: 10 * time.Second}, "user1", "p", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	alice.Send([]byte("<message to='user1@prosody.test' type='chat'><body>from roost</body></message>"))
+	expect(t, c, "from roost", "alice@roost.test")
+	c.Send([]byte("<message to='alice@roost.test' type='chat'><body>from prosody</body></message>"))
+	expect(t, alice, "from prosody", "user1@prosody.test")
+
+	alice.Send([]byte("<presence to='user1@prosody.test' type='subscribe'/>"))
+	expect(t, c, "type='subscribe'", "alice@roost.test")
+	c.Send([]byte("<presence to='alice@roost.test' type='subscribed'/>"))
+	expect(t, alice, "type='subscribed'", "user1@prosody.test")
+	c.Send([]byte("<presence><status>on prosody</status></presence>"))
+	expect(t, alice, "<presence", "on prosody")
+	// And the other way: user1 subscribes to alice, alice approves, and
+	// alice's presence reaches Prosody.
+	c.Send([]byte("<presence to='alice@roost.test' type='subscribe'/>"))
+	expect(t, alice, "type='subscribe'", "user1@prosody.test")
+	alice.Send([]byte("<presence to='user1@prosody.test' type='subscribed'/>"))
+	alice.Send([]byte("<presence><status>on roost</status></presence>"))
+	expect(t, c, "<presence", "on roost", "alice@roost.test")
+}
+
+func peers(t *testing.T, args ...string) {
+	t.Helper()
+	cmd := exec.Command("../peers/peers.sh", args...)
+	cmd.Env = append(os.Environ(), "PEERS_DIR=/tmp/roost-peers-test")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("peers.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// addHost puts "ip name" in /etc/hosts for the test's duration.
+func addHost(t *testing.T, ip, name string) {
+	t.Helper()
+	old, err := os.ReadFile("/etc/hosts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := ip + " " + name + " # roost federation test\n"
+	if strings.Contains(string(old), line) {
+		return
+	}
+	if err := os.WriteFile("/etc/hosts", append(old, line...), 0o644); err != nil {
+		testutil.Need(t, "a writable /etc/hosts", false)
+	}
+	t.Cleanup(func() {
+		cur, err := os.ReadFile("/etc/hosts")
+		if err == nil {
+			os.WriteFile("/etc/hosts", []byte(strings.Replace(string(cur), line, "", 1)), 0o644)
+		}
+	})
 }

@@ -61,6 +61,8 @@ modules_enabled = {
   "offline"; "version"; "uptime"; "time"; "private"; "carbons"; "blocklist"; "admin_shell";
 }
 limits = { c2s = { rate = "1000000kb/s" }; s2sin = { rate = "1000000kb/s" } }
+-- Names of test servers come from /etc/hosts (there is no DNS on loopback)
+unbound = { hoststxt = true; resolvconf = true }
 ssl = { certificate = "$P/certs/prosody.test.crt"; key = "$P/certs/prosody.test.key" }
 VirtualHost "prosody.test"
 Component "gw.prosody.test"
