@@ -54,6 +54,10 @@ type S2SConfig struct {
 	// Routes maps remote domains to host:port, tried before DNS (SRV,
 	// then the domain on 5269): for LANs without DNS.
 	Routes map[string]string `json:"routes"`
+	// CAFile holds the CA certificates (PEM) trusted for peers' SASL
+	// EXTERNAL; empty means the system's roots. Peers without a valid
+	// certificate are authenticated with dialback.
+	CAFile string `json:"ca_file"`
 }
 
 // UplinkConfig is the way out to the wider XMPP network.

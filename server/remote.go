@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 
 	"roost/server/im"
 	"roost/server/jid"
@@ -28,8 +30,20 @@ func (s *Server) startFederation(tlsCfg *tls.Config) error {
 	s.listeners = append(s.listeners, ln)
 	tlsCfg = tlsCfg.Clone()
 	tlsCfg.NextProtos = []string{"xmpp-server"} // what servers ask for in ALPN (XEP-0368)
+	tlsCfg.ClientAuth = tls.RequestClientCert   // a peer's certificate allows SASL EXTERNAL
+	var roots *x509.CertPool
+	if f := s.cfg.S2S.CAFile; f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("s2s.ca_file: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("s2s.ca_file %s: no PEM certificates in it", f)
+		}
+	}
 	s.s2s = s2s.New(s2s.Config{
-		Domain: s.cfg.Domain, Secret: s.store.Secret(), Routes: s.cfg.S2S.Routes, TLS: tlsCfg,
+		Domain: s.cfg.Domain, Secret: s.store.Secret(), Routes: s.cfg.S2S.Routes, TLS: tlsCfg, Roots: roots,
 		Limits: xmlscan.Limits{MaxElementBytes: s.cfg.Limits.StanzaBytes, MaxDepth: s.cfg.Limits.MaxDepth},
 	}, s, s.log)
 	s.im.Remote = s.sendRemote

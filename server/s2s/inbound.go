@@ -2,6 +2,7 @@ package s2s
 
 import (
 	"crypto/hmac"
+	"encoding/base64"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -37,7 +38,9 @@ type inbound struct {
 	*stream
 	svc    *Service
 	id     string
+	from   string // the peer's claimed domain, from its stream header
 	secure bool
+	certOK bool // its TLS certificate is valid for from
 	mu     sync.Mutex
 	authed map[string]bool // remote domains authenticated on this stream
 }
@@ -85,6 +88,7 @@ func (in *inbound) open() error {
 	}
 	in.id = newID()
 	from := attr(&tok, "from")
+	in.from = from
 	in.write(header(in.svc.cfg.Domain, from, in.id))
 	if ns, _ := tok.Attr("xmlns"); string(ns) != NSServer {
 		in.fail(stanza.StreamInvalidNamespace, "this port takes jabber:server streams")
@@ -97,6 +101,9 @@ func (in *inbound) open() error {
 	f := "<stream:features>"
 	if !in.secure && in.svc.cfg.TLS != nil {
 		f += "<starttls xmlns='" + nsTLS + "'/>"
+	}
+	if in.certOK && !in.authed[from] {
+		f += "<mechanisms xmlns='" + nsSASL + "'><mechanism>EXTERNAL</mechanism></mechanisms>"
 	}
 	f += "<dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>"
 	return in.write(f)
@@ -119,6 +126,34 @@ func (in *inbound) element(tok *xmlscan.Token) bool {
 		}
 		in.nc, in.secure = tc, true
 		in.scan.Reset(tc)
+		// The header before TLS named the peer; the restarted one must
+		// name the same domain for EXTERNAL to hold (checked in auth).
+		in.certOK = in.from != "" && s.certFor(tc.ConnectionState(), in.from)
+		claimed := in.from
+		if err := in.open(); err != nil {
+			return false
+		}
+		in.certOK = in.certOK && in.from == claimed
+		return true
+	case string(tok.Local) == "auth" && string(tok.Space) == nsSASL:
+		authzid := text(tok)
+		if authzid != "" && authzid != "=" {
+			if b, err := base64.StdEncoding.DecodeString(authzid); err != nil || string(b) != in.from {
+				in.write("<failure xmlns='" + nsSASL + "'><invalid-authzid/></failure>")
+				return true
+			}
+		}
+		if attr(tok, "mechanism") != "EXTERNAL" || !in.certOK {
+			in.write("<failure xmlns='" + nsSASL + "'><not-authorized/></failure>")
+			return true
+		}
+		in.mu.Lock()
+		in.authed[in.from] = true
+		in.mu.Unlock()
+		in.nc.SetReadDeadline(time.Time{})
+		s.log.Info("s2s: inbound stream authenticated", "domain", in.from, "by", "SASL EXTERNAL")
+		in.write("<success xmlns='" + nsSASL + "'/>")
+		in.scan.Reset(in.nc)
 		return in.open() == nil
 	case string(tok.Space) == NSDialback && string(tok.Local) == "verify":
 		// The server we opened a stream to checks the key we gave it.

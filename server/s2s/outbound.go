@@ -56,7 +56,7 @@ func (o *outbound) send(b []byte) {
 }
 
 func (o *outbound) connect() {
-	st, err := o.svc.dial(o.domain)
+	st, how, err := o.svc.dial(o.domain)
 	o.mu.Lock()
 	q := o.queue
 	o.queue, o.connecting = nil, false
@@ -73,14 +73,14 @@ func (o *outbound) connect() {
 		}
 		return
 	}
-	o.st, o.state = st, "up since "+time.Now().Format(time.TimeOnly)
+	o.st, o.state = st, "up since "+time.Now().Format(time.TimeOnly)+", authenticated by "+how
 	var buf []byte
 	for _, b := range q {
 		buf = append(buf, b...)
 	}
 	werr := st.writeBytes(buf)
 	o.mu.Unlock()
-	o.svc.log.Info("s2s: stream up", "domain", o.domain, "sent_from_queue", len(q))
+	o.svc.log.Info("s2s: stream up", "domain", o.domain, "auth", how, "sent_from_queue", len(q))
 	if werr != nil {
 		st.nc.Close()
 	}
@@ -103,6 +103,13 @@ func (o *outbound) connect() {
 // when offered (the peer's certificate is not checked: dialback is what
 // authenticates it). It returns the stream, its id and its features.
 func (s *Service) open(ctx context.Context, domain string) (*stream, string, xmlscan.Token, error) {
+	st, id, feats, _, err := s.openTLS(ctx, domain)
+	return st, id, feats, err
+}
+
+// openTLS is open that also says whether the peer's certificate is valid
+// for domain (so SASL EXTERNAL may be tried).
+func (s *Service) openTLS(ctx context.Context, domain string) (*stream, string, xmlscan.Token, bool, error) {
 	var nc net.Conn
 	var lastErr error
 	d := net.Dialer{Timeout: s.cfg.DialTimeout}
@@ -112,8 +119,9 @@ func (s *Service) open(ctx context.Context, domain string) (*stream, string, xml
 		}
 	}
 	if nc == nil {
-		return nil, "", xmlscan.Token{}, fmt.Errorf("%w: %v", errNotFound, lastErr)
+		return nil, "", xmlscan.Token{}, false, fmt.Errorf("%w: %v", errNotFound, lastErr)
 	}
+	certOK := false
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
 	}
@@ -127,8 +135,9 @@ func (s *Service) open(ctx context.Context, domain string) (*stream, string, xml
 			}
 		}
 		if err == nil {
-			tc := tls.Client(nc, &tls.Config{ServerName: domain, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12, NextProtos: []string{"xmpp-server"}})
+			tc := tls.Client(nc, s.clientTLS(domain))
 			if err = tc.HandshakeContext(ctx); err == nil {
+				certOK = s.certFor(tc.ConnectionState(), domain)
 				st.nc = tc
 				st.scan.Reset(tc)
 				id, feats, err = st.restart(s.cfg.Domain, domain)
@@ -137,9 +146,9 @@ func (s *Service) open(ctx context.Context, domain string) (*stream, string, xml
 	}
 	if err != nil {
 		nc.Close()
-		return nil, "", feats, err
+		return nil, "", feats, false, err
 	}
-	return st, id, feats, nil
+	return st, id, feats, certOK, nil
 }
 
 // restart sends our stream header and reads the peer's and its features.
@@ -165,38 +174,43 @@ func (st *stream) restart(from, to string) (string, xmlscan.Token, error) {
 	return id, feats, nil
 }
 
-// dial opens an authenticated stream to domain with dialback.
-func (s *Service) dial(domain string) (*stream, error) {
+// dial opens an authenticated stream to domain: SASL EXTERNAL when its
+// certificate is valid and it offers it, dialback otherwise. how says which.
+func (s *Service) dial(domain string) (st *stream, how string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, id, _, err := s.open(ctx, domain)
+	st, id, feats, certOK, err := s.openTLS(ctx, domain)
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	if certOK && s.external(st, domain, feats) {
+		st.nc.SetDeadline(time.Time{})
+		return st, "SASL EXTERNAL", nil
 	}
 	if err := st.write("<db:result from='" + escape(s.cfg.Domain) + "' to='" + escape(domain) + "'>" + s.key(domain, s.cfg.Domain, id) + "</db:result>"); err != nil {
 		st.nc.Close()
-		return nil, err
+		return nil, "", err
 	}
 	for {
 		tok, err := st.next()
 		if err != nil {
 			st.nc.Close()
-			return nil, fmt.Errorf("dialback: %w", err)
+			return nil, "", fmt.Errorf("dialback: %w", err)
 		}
 		if string(tok.Space) == NSDialback && string(tok.Local) == "result" {
 			if typ := attr(&tok, "type"); typ != "valid" {
 				st.nc.Close()
-				return nil, fmt.Errorf("dialback: %s refused our key (%s)", domain, typ)
+				return nil, "", fmt.Errorf("dialback: %s refused our key (%s)", domain, typ)
 			}
 			break
 		}
 		if string(tok.Local) == "error" {
 			st.nc.Close()
-			return nil, fmt.Errorf("stream error from %s: %.120s", domain, tok.Raw)
+			return nil, "", fmt.Errorf("stream error from %s: %.120s", domain, tok.Raw)
 		}
 	}
 	st.nc.SetDeadline(time.Time{})
-	return st, nil
+	return st, "dialback", nil
 }
 
 // verify asks domain's authoritative server whether key is the one it

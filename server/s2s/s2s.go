@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -42,7 +43,8 @@ type Config struct {
 	Domain string
 	Secret []byte            // dialback keys are made from it; keep it stable across restarts
 	Routes map[string]string // remote domain -> host:port, before any DNS
-	TLS    *tls.Config       // our certificate, for inbound STARTTLS
+	TLS    *tls.Config       // our certificate, for inbound STARTTLS and to present outbound
+	Roots  *x509.CertPool    // trusted for SASL EXTERNAL; nil: the system's
 	Limits xmlscan.Limits
 	// QueueStanzas bounds what waits for one remote domain's stream.
 	QueueStanzas int

@@ -5,12 +5,20 @@ package federation
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +32,11 @@ import (
 // roost starts a server for domain with federation on s2s and the
 // given routes, and one account per user (password "pw").
 func roost(t *testing.T, domain, s2s string, routes map[string]string, users ...string) *server.Server {
+	return roostWith(t, domain, s2s, routes, nil, users...)
+}
+
+// roostWith is roost with a change to the configuration before start.
+func roostWith(t *testing.T, domain, s2s string, routes map[string]string, edit func(*server.Config), users ...string) *server.Server {
 	t.Helper()
 	defaults, err := os.ReadFile("../../config.json")
 	if err != nil {
@@ -36,6 +49,9 @@ func roost(t *testing.T, domain, s2s string, routes map[string]string, users ...
 	cfg.Domain, cfg.DataDir = domain, t.TempDir()
 	cfg.Listen.C2S, cfg.Listen.C2STLS, cfg.Listen.DTLS, cfg.Listen.S2S = "127.0.0.1:0", "", "", s2s
 	cfg.S2S.Routes = routes
+	if edit != nil {
+		edit(cfg)
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("server", domain)
@@ -275,6 +291,14 @@ func TestProsody(t *testing.T) {
 	alice.Send([]byte("<presence to='user1@prosody.test' type='subscribed'/>"))
 	alice.Send([]byte("<presence><status>on roost</status></presence>"))
 	expect(t, c, "<presence", "on roost", "alice@roost.test")
+	// A new Prosody session's initial presence makes Prosody probe
+	// alice; Roost answers with her current presence (RFC 6121 §4.3).
+	c2, err := load.Dial(load.Options{Target: "127.0.0.1:16222", Domain: "prosody.test", Password: "pass1", TLS: true, Timeout: 10 * time.Second}, "user1", "second", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	expect(t, c2, "<presence", "on roost", "alice@roost.test")
 }
 
 func peers(t *testing.T, args ...string) {
@@ -306,4 +330,62 @@ func addHost(t *testing.T, ip, name string) {
 			os.WriteFile("/etc/hosts", []byte(strings.Replace(string(cur), line, "", 1)), 0o644)
 		}
 	})
+}
+
+// With certificates from a CA both trust, the servers authenticate each
+// other with SASL EXTERNAL instead of dialback.
+func TestSASLExternal(t *testing.T) {
+	dir := t.TempDir()
+	caFile := writeCA(t, dir, "a.test", "b.test")
+	pa, pb := testutil.FreePort(t), testutil.FreePort(t)
+	routes := map[string]string{"a.test": fmt.Sprintf("127.0.0.1:%d", pa), "b.test": fmt.Sprintf("127.0.0.1:%d", pb)}
+	withCert := func(d string) func(*server.Config) {
+		return func(c *server.Config) {
+			c.TLS.Cert, c.TLS.Key = filepath.Join(dir, d+".crt"), filepath.Join(dir, d+".key")
+			c.S2S.CAFile = caFile
+		}
+	}
+	a := roostWith(t, "a.test", routes["a.test"], routes, withCert("a.test"), "alice")
+	b := roostWith(t, "b.test", routes["b.test"], routes, withCert("b.test"), "bob")
+	alice, bob := login(t, a, "a.test", "alice"), login(t, b, "b.test", "bob")
+	alice.Send([]byte("<message to='bob@b.test' type='chat'><body>signed</body></message>"))
+	expect(t, bob, "signed", "alice@a.test")
+	bob.Send([]byte("<message to='alice@a.test' type='chat'><body>countersigned</body></message>"))
+	expect(t, alice, "countersigned", "bob@b.test")
+	for _, srv := range []*server.Server{a, b} {
+		if st := strings.Join(srv.RemoteStatus(), "\n"); !strings.Contains(st, "authenticated by SASL EXTERNAL") {
+			t.Fatalf("status: %s", st)
+		}
+	}
+}
+
+// writeCA makes a CA and a certificate for each domain (key and chain in
+// DIR/DOMAIN.key and .crt) and returns the CA's file.
+func writeCA(t *testing.T, dir string, domains ...string) string {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	caFile := filepath.Join(dir, "ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600)
+	for i, d := range domains {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(int64(i + 2)), Subject: pkix.Name{CommonName: d}, DNSNames: []string{d},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kb, _ := x509.MarshalPKCS8PrivateKey(key)
+		os.WriteFile(filepath.Join(dir, d+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
+		os.WriteFile(filepath.Join(dir, d+".crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	}
+	return caFile
 }
