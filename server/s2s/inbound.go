@@ -2,8 +2,8 @@ package s2s
 
 import (
 	"crypto/hmac"
-	"encoding/base64"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"net"
 	"sync"
