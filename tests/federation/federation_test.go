@@ -259,6 +259,7 @@ func TestProsody(t *testing.T) {
 	if os.Geteuid() != 0 {
 		testutil.Need(t, "root (to add roost.test to /etc/hosts)", false)
 	}
+	testutil.LockPeers(t)
 	addHost(t, "127.0.0.2", "roost.test")
 	peers(t, "wipe", "prosody")
 	peers(t, "start", "prosody")

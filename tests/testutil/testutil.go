@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -54,4 +55,22 @@ func (l *LockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// LockPeers serialises the tests that run the shared loopback Prosody
+// and ejabberd (tests/peers/peers.sh, fixed ports): go test runs
+// packages in parallel. The lock is released when the test ends.
+func LockPeers(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile("/tmp/roost-peers-test.lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	})
 }

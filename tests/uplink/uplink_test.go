@@ -40,6 +40,7 @@ func TestComponentUplink(t *testing.T) {
 	_, err = exec.LookPath("ejabberdctl")
 	testutil.Need(t, "ejabberd", err == nil)
 	testutil.Need(t, "python3-slixmpp", exec.Command(python, "-c", "import slixmpp").Run() == nil)
+	testutil.LockPeers(t)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "roost")
 	build := exec.Command("go", "build", "-o", bin, ".")
