@@ -139,14 +139,7 @@ func (s *Server) sendRemote(to string, b []byte) {
 	if s.uplink == nil {
 		return
 	}
-	kind := stanza.Presence
-	switch {
-	case bytes.HasPrefix(b, []byte("<message")):
-		kind = stanza.Message
-	case bytes.HasPrefix(b, []byte("<iq")):
-		kind = stanza.IQ
-	}
-	s.uplink.Send(kind, b)
+	s.uplink.Send(kindOf(b), b)
 }
 
 // FromUplink routes a stanza the upstream sent us (uplink.Inbound).
@@ -169,13 +162,7 @@ func (s *Server) Undeliverable(b []byte, cond stanza.Condition, text string) {
 		}
 		return ""
 	}
-	kind := stanza.Presence
-	switch {
-	case bytes.HasPrefix(b, []byte("<message")):
-		kind = stanza.Message
-	case bytes.HasPrefix(b, []byte("<iq")):
-		kind = stanza.IQ
-	}
+	kind := kindOf(b)
 	typ := get("type")
 	if typ == "error" || (kind == stanza.IQ && typ == "result") || kind == stanza.Presence {
 		return // never answer an error or result; presence to a lost domain just goes
@@ -300,4 +287,15 @@ func withoutStreamNS(tok *xmlscan.Token) []byte {
 		}
 	}
 	return raw
+}
+
+// kindOf is the kind of a stanza the server itself serialised.
+func kindOf(b []byte) stanza.Kind {
+	switch {
+	case bytes.HasPrefix(b, []byte("<message")):
+		return stanza.Message
+	case bytes.HasPrefix(b, []byte("<iq")):
+		return stanza.IQ
+	}
+	return stanza.Presence
 }

@@ -274,6 +274,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.log.Warn("shutdown: connections still open", "err", ctx.Err())
 		}
 	}
+	if s.s2s != nil {
+		s.s2s.Close() // its streams route into the store
+	}
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {
 			return fmt.Errorf("close store: %w", err)

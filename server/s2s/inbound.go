@@ -29,7 +29,16 @@ func (s *Service) Serve(ln net.Listener) {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		go s.serveInbound(nc)
+		if !s.track(nc) {
+			nc.Close()
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(nc)
+			s.serveInbound(nc)
+		}()
 	}
 }
 

@@ -51,7 +51,11 @@ func (o *outbound) send(b []byte) {
 	o.state = "connecting"
 	o.mu.Unlock()
 	if start {
-		go o.connect()
+		o.svc.wg.Add(1)
+		go func() {
+			defer o.svc.wg.Done()
+			o.connect()
+		}()
 	}
 }
 
@@ -121,6 +125,11 @@ func (s *Service) openTLS(ctx context.Context, domain string) (*stream, string, 
 	if nc == nil {
 		return nil, "", xmlscan.Token{}, false, fmt.Errorf("%w: %v", errNotFound, lastErr)
 	}
+	if !s.track(nc) {
+		nc.Close()
+		return nil, "", xmlscan.Token{}, false, errors.New("shutting down")
+	}
+	nc = &trackedConn{Conn: nc, svc: s}
 	certOK := false
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
@@ -236,4 +245,16 @@ func (s *Service) verify(domain, streamID, key string) (bool, error) {
 			return attr(&tok, "type") == "valid", nil
 		}
 	}
+}
+
+// trackedConn leaves the service's set of connections when closed.
+type trackedConn struct {
+	net.Conn
+	svc  *Service
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() { c.svc.untrack(c.Conn) })
+	return c.Conn.Close()
 }

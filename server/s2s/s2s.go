@@ -66,8 +66,41 @@ type Service struct {
 	in  Inbound
 	log *slog.Logger
 
-	mu  sync.Mutex
-	out map[string]*outbound // by remote domain
+	mu      sync.Mutex
+	out     map[string]*outbound // by remote domain
+	conns   map[net.Conn]struct{}
+	closing bool
+	wg      sync.WaitGroup // inbound streams and outbound connects
+}
+
+// track registers a connection so that Close can end it; false when
+// the service is closing.
+func (s *Service) track(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[nc] = struct{}{}
+	return true
+}
+
+func (s *Service) untrack(nc net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, nc)
+	s.mu.Unlock()
+}
+
+// Close ends every server stream and waits until none is handling a
+// stanza, so that the store can be closed after it.
+func (s *Service) Close() {
+	s.mu.Lock()
+	s.closing = true
+	for nc := range s.conns {
+		nc.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
 }
 
 // New prepares federation; Serve accepts inbound streams.
@@ -78,7 +111,7 @@ func New(cfg Config, in Inbound, log *slog.Logger) *Service {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 10 * time.Second
 	}
-	return &Service{cfg: cfg, in: in, log: log, out: make(map[string]*outbound)}
+	return &Service{cfg: cfg, in: in, log: log, out: make(map[string]*outbound), conns: make(map[net.Conn]struct{})}
 }
 
 // key is the dialback key for a stream (XEP-0185): only we make and
@@ -118,6 +151,10 @@ func trimDot(s string) string {
 // stream to it when there is none.
 func (s *Service) Send(domain string, b []byte) {
 	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
 	o := s.out[domain]
 	if o == nil {
 		o = &outbound{svc: s, domain: domain}
