@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"roost/bench/load"
 	"roost/tests/testutil"
 )
 
@@ -111,6 +112,25 @@ func testUplink(t *testing.T, bin string, up upstream) {
 	// The upstream goes away and comes back; Roost keeps running.
 	peers(t, "stop", up.name)
 	waitStatus("down")
+	// While it is down an iq to another domain fails at once.
+	c, err := load.Dial(load.Options{Target: fmt.Sprintf("127.0.0.1:%d", port), Domain: domain, Password: "alice-pw", TLS: true, Timeout: 10 * time.Second}, "alice", "probe", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Send([]byte("<iq type='get' id='v1' to='" + up.domain + "'><query xmlns='jabber:iq:version'/></iq>"))
+	for {
+		tok, err := c.Next()
+		if err != nil {
+			t.Fatalf("no answer to an iq while the uplink is down: %v", err)
+		}
+		if raw := string(tok.Raw); strings.Contains(raw, "id='v1'") {
+			if !strings.Contains(raw, "remote-server-timeout") {
+				t.Fatalf("iq while down: %s", raw)
+			}
+			break
+		}
+	}
+	c.Close()
 	across("outage")
 	if out := roost("", "status", "-config", "c.json"); !strings.Contains(out, "5 messages queued") {
 		t.Errorf("status while down should count the queue:\n%s", out)
