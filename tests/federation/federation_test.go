@@ -250,51 +250,60 @@ func TestInboundChecks(t *testing.T) {
 	expect(t, alice, "fine", "from='x@evil.test/r'")
 }
 
-// TestProsody federates with a real Prosody: Roost's domain roost.test is
-// in /etc/hosts at 127.0.0.2 (Prosody finds servers by DNS, on port
-// 5269), and Roost reaches prosody.test through a static route.
+// TestProsody and TestEjabberd federate with a real Prosody and ejabberd:
+// Roost's domain roost.test is in /etc/hosts at 127.0.0.2 (the peers find
+// servers by DNS, on port 5269), and Roost reaches them through a static
+// route.
 func TestProsody(t *testing.T) {
-	_, err := exec.LookPath("prosodyctl")
-	testutil.Need(t, "prosody", err == nil)
+	federateWith(t, "prosody", "prosody.test", 16222, 16269)
+}
+
+func TestEjabberd(t *testing.T) {
+	federateWith(t, "ejabberd", "ejabberd.test", 26222, 26269)
+}
+
+func federateWith(t *testing.T, name, domain string, c2s, s2s int) {
+	_, err := exec.LookPath(name + "ctl")
+	testutil.Need(t, name, err == nil)
 	if os.Geteuid() != 0 {
 		testutil.Need(t, "root (to add roost.test to /etc/hosts)", false)
 	}
 	testutil.LockPeers(t)
 	addHost(t, "127.0.0.2", "roost.test")
-	peers(t, "wipe", "prosody")
-	peers(t, "start", "prosody")
-	t.Cleanup(func() { peers(t, "stop", "prosody") })
-	peers(t, "users", "prosody", "2")
+	peers(t, "wipe", name)
+	peers(t, "start", name)
+	t.Cleanup(func() { peers(t, "stop", name) })
+	peers(t, "users", name, "2")
 
-	r := roost(t, "roost.test", "127.0.0.2:5269", map[string]string{"prosody.test": "127.0.0.1:16269"}, "alice")
+	r := roost(t, "roost.test", "127.0.0.2:5269", map[string]string{domain: fmt.Sprintf("127.0.0.1:%d", s2s)}, "alice")
 	alice := login(t, r, "roost.test", "alice")
-	c, err := load.Dial(load.Options{Target: "127.0.0.1:16222", Domain: "prosody.test", Password: "pass1", TLS: true, Timeout: 10 * time.Second}, "user1", "p", true)
+	c, err := load.Dial(load.Options{Target: fmt.Sprintf("127.0.0.1:%d", c2s), Domain: domain, Password: "pass1", TLS: true, Timeout: 10 * time.Second}, "user1", "p", true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 
-	alice.Send([]byte("<message to='user1@prosody.test' type='chat'><body>from roost</body></message>"))
+	alice.Send([]byte("<message to='user1@" + domain + "' type='chat'><body>from roost</body></message>"))
 	expect(t, c, "from roost", "alice@roost.test")
-	c.Send([]byte("<message to='alice@roost.test' type='chat'><body>from prosody</body></message>"))
-	expect(t, alice, "from prosody", "user1@prosody.test")
+	c.Send([]byte("<message to='alice@roost.test' type='chat'><body>from the peer</body></message>"))
+	expect(t, alice, "from the peer", "user1@"+domain)
 
-	alice.Send([]byte("<presence to='user1@prosody.test' type='subscribe'/>"))
+	alice.Send([]byte("<presence to='user1@" + domain + "' type='subscribe'/>"))
 	expect(t, c, "type='subscribe'", "alice@roost.test")
 	c.Send([]byte("<presence to='alice@roost.test' type='subscribed'/>"))
-	expect(t, alice, "type='subscribed'", "user1@prosody.test")
-	c.Send([]byte("<presence><status>on prosody</status></presence>"))
-	expect(t, alice, "<presence", "on prosody")
+	expect(t, alice, "type='subscribed'", "user1@"+domain)
+	c.Send([]byte("<presence><status>on the peer</status></presence>"))
+	expect(t, alice, "<presence", "on the peer")
 	// And the other way: user1 subscribes to alice, alice approves, and
-	// alice's presence reaches Prosody.
+	// alice's presence reaches the peer.
 	c.Send([]byte("<presence to='alice@roost.test' type='subscribe'/>"))
-	expect(t, alice, "type='subscribe'", "user1@prosody.test")
-	alice.Send([]byte("<presence to='user1@prosody.test' type='subscribed'/>"))
+	expect(t, alice, "type='subscribe'", "user1@"+domain)
+	alice.Send([]byte("<presence to='user1@" + domain + "' type='subscribed'/>"))
 	alice.Send([]byte("<presence><status>on roost</status></presence>"))
 	expect(t, c, "<presence", "on roost", "alice@roost.test")
-	// A new Prosody session's initial presence makes Prosody probe
+	// A new session of user1's initial presence makes its server probe
 	// alice; Roost answers with her current presence (RFC 6121 §4.3).
-	c2, err := load.Dial(load.Options{Target: "127.0.0.1:16222", Domain: "prosody.test", Password: "pass1", TLS: true, Timeout: 10 * time.Second}, "user1", "second", true)
+	c2, err := load.Dial(load.Options{Target: fmt.Sprintf("127.0.0.1:%d", c2s), Domain: domain, Password: "pass1", TLS: true, Timeout: 10 * time.Second}, "user1", "second", true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -94,6 +94,7 @@ shaper_rules:
   max_user_sessions: 10
   max_user_offline_messages: 5000
 modules:
+  mod_s2s_dialback: {}
   mod_disco: {}
   mod_ping: {}
   mod_roster: {versioning: true}
@@ -114,7 +115,7 @@ ERL_DIST_PORT=26470
 EJABBERD_BYPASS_WARNINGS=true
 CFG
   printf -- '-setcookie roostpeers\n-kernel inet_dist_use_interface {127,0,0,1}\n' >"$E/vm.args"
-  printf '{lookup,["file","native"]}.\n{host,{127,0,0,1},["localhost"]}.\n' >"$E/inetrc"
+  printf '{lookup,["file","native"]}.\n{host,{127,0,0,1},["localhost"]}.\n{file,hosts,"/etc/hosts"}.\n' >"$E/inetrc"
   cert "$E" ejabberd.test ejabberd
 }
 
