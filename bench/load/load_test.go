@@ -6,27 +6,18 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"testing"
 	"time"
 
 	"roost/bench/relay"
 	"roost/server"
+	"roost/tests/testutil"
 )
 
 // startRoost runs a real server with user1..userN (pass1..passN).
 func startRoost(t *testing.T, n int) string {
 	t.Helper()
-	defaults, err := os.ReadFile("../../config.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := server.LoadConfig(defaults, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DataDir = t.TempDir()
-	cfg.Listen.C2S, cfg.Listen.C2STLS = "127.0.0.1:0", ""
+	cfg := testutil.Config(t)
 	srv := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)

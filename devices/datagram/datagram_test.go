@@ -20,6 +20,7 @@ import (
 	"roost/devices"
 	"roost/devices/datagram"
 	"roost/server"
+	"roost/tests/testutil"
 )
 
 type rig struct {
@@ -32,16 +33,7 @@ type rig struct {
 
 func start(t *testing.T) *rig {
 	t.Helper()
-	defaults, err := os.ReadFile("../../config.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := server.LoadConfig(defaults, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DataDir = t.TempDir()
-	cfg.Listen.C2S, cfg.Listen.C2STLS = "127.0.0.1:0", ""
+	cfg := testutil.Config(t)
 	cfg.Devices.HandshakeTimeout = server.Duration(time.Second)
 	cfg.Devices.HandshakeFailuresPerMinute = 3
 	cfg.Limits.DatagramBytes = 600

@@ -38,16 +38,8 @@ func roost(t *testing.T, domain, s2s string, routes map[string]string, users ...
 // roostWith is roost with a change to the configuration before start.
 func roostWith(t *testing.T, domain, s2s string, routes map[string]string, edit func(*server.Config), users ...string) *server.Server {
 	t.Helper()
-	defaults, err := os.ReadFile("../../config.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := server.LoadConfig(defaults, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Domain, cfg.DataDir = domain, t.TempDir()
-	cfg.Listen.C2S, cfg.Listen.C2STLS, cfg.Listen.DTLS, cfg.Listen.S2S = "127.0.0.1:0", "", "", s2s
+	cfg := testutil.Config(t)
+	cfg.Domain, cfg.Listen.S2S = domain, s2s
 	cfg.S2S.Routes = routes
 	if edit != nil {
 		edit(cfg)

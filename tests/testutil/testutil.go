@@ -8,9 +8,13 @@ import (
 	"bytes"
 	"net"
 	"os"
+	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
+
+	"roost/server"
 )
 
 // FreePort is a TCP port on 127.0.0.1 that was free a moment ago.
@@ -73,4 +77,24 @@ func LockPeers(t testing.TB) {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	})
+}
+
+// Config is the repository's default configuration (config.json, as the
+// binary embeds it) for a server inside a test: data in a temporary
+// directory, client streams on a free loopback port, nothing else
+// listening.
+func Config(t testing.TB) *server.Config {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	defaults, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := server.LoadConfig(defaults, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = t.TempDir()
+	cfg.Listen.C2S, cfg.Listen.C2STLS, cfg.Listen.DTLS, cfg.Listen.S2S = "127.0.0.1:0", "", "", ""
+	return cfg
 }
