@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -34,11 +33,10 @@ func Inspect(path string) (Summary, error) {
 	}
 	defer db.Close()
 	err = db.View(func(tx *bolt.Tx) error {
-		m := tx.Bucket(bucketMeta)
-		if m == nil || len(m.Get(keySchema)) != 8 {
+		var ok bool
+		if s.Schema, ok = schemaOf(tx); !ok {
 			return errors.New("no Roost schema version: not a Roost store")
 		}
-		s.Schema = int(binary.BigEndian.Uint64(m.Get(keySchema)))
 		if s.Schema > schemaVersion {
 			return fmt.Errorf("schema version %d is newer than this roost understands (%d): upgrade roost", s.Schema, schemaVersion)
 		}
@@ -145,10 +143,5 @@ func BackupFile(path string, w io.Writer) (int64, error) {
 		return 0, fmt.Errorf("back up %s: %w", path, err)
 	}
 	defer db.Close()
-	var n int64
-	err = db.View(func(tx *bolt.Tx) error {
-		n, err = tx.WriteTo(w)
-		return err
-	})
-	return n, err
+	return writeTo(db, w)
 }

@@ -115,12 +115,7 @@ func Open(path string, opts Options) (*Store, error) {
 
 func (s *Store) migrate() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		v := 0
-		if m := tx.Bucket(bucketMeta); m != nil {
-			if b := m.Get(keySchema); len(b) == 8 {
-				v = int(binary.BigEndian.Uint64(b))
-			}
-		}
+		v, _ := schemaOf(tx)
 		if v > schemaVersion {
 			return fmt.Errorf("schema version %d is newer than this roost understands (%d): upgrade roost", v, schemaVersion)
 		}
@@ -152,12 +147,26 @@ func (s *Store) Secret() []byte { return s.secret }
 func (s *Store) Iterations() int { return s.iters }
 
 // Backup writes a consistent copy of the store.
-func (s *Store) Backup(w io.Writer) (n int64, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+func (s *Store) Backup(w io.Writer) (int64, error) { return writeTo(s.db, w) }
+
+// writeTo copies db, as one read transaction sees it, to w.
+func writeTo(db *bolt.DB, w io.Writer) (n int64, err error) {
+	err = db.View(func(tx *bolt.Tx) error {
 		n, err = tx.WriteTo(w)
 		return err
 	})
 	return n, err
+}
+
+// schemaOf is the layout version recorded in the store (0 for a new
+// one); ok is false when there is no record at all.
+func schemaOf(tx *bolt.Tx) (v int, ok bool) {
+	if m := tx.Bucket(bucketMeta); m != nil {
+		if b := m.Get(keySchema); len(b) == 8 {
+			return int(binary.BigEndian.Uint64(b)), true
+		}
+	}
+	return 0, false
 }
 
 // Tx is a transaction: a group of reads and writes committed together.

@@ -160,7 +160,7 @@ func (c *Conn) auth(mech, user, password string) error {
 			if err != nil {
 				return err
 			}
-			text := saslText(&tok)
+			text := tok.Inner()
 			data, err := b64.DecodeString(string(text))
 			if err != nil {
 				return err
@@ -183,18 +183,6 @@ func (c *Conn) auth(mech, user, password string) error {
 		}
 	}
 	return fmt.Errorf("mechanism %q: use PLAIN or SCRAM-SHA-1", mech)
-}
-
-func saslText(tok *xmlscan.Token) []byte {
-	if tok.SelfClosing {
-		return nil
-	}
-	i := bytes.IndexByte(tok.Raw, '>')
-	j := bytes.LastIndexByte(tok.Raw, '<')
-	if i < 0 || j <= i {
-		return nil
-	}
-	return tok.Raw[i+1 : j]
 }
 
 // Send writes raw stanza bytes.

@@ -1,6 +1,7 @@
 // Package relay is the raw ceiling for `roost bench`: a TCP relay that
 // forwards newline-ended stanzas to the connection named in their `to`
-// attribute, with no XML parsing, no TLS and no store. Driven by the same
+// attribute, with no XML parsing, no TLS and no store (it writes with
+// Roost's own per-connection queue). Driven by the same
 // load as Roost, it shows how much of the machine the routing itself
 // costs: what remains is the kernel, the scheduler and the load tool.
 //
@@ -18,6 +19,9 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
+
+	"roost/server/outq"
 )
 
 // Header is what the relay writes first on every connection, so that an
@@ -32,12 +36,12 @@ const maxQueue = 1 << 20
 type Relay struct {
 	log   *slog.Logger
 	mu    sync.RWMutex
-	peers map[string]*peer
+	peers map[string]*outq.Queue
 }
 
 // New returns an empty relay.
 func New(log *slog.Logger) *Relay {
-	return &Relay{log: log, peers: make(map[string]*peer)}
+	return &Relay{log: log, peers: make(map[string]*outq.Queue)}
 }
 
 // Serve accepts connections on ln until ctx ends.
@@ -59,52 +63,6 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	}
 }
 
-// peer is one connection's outbound side: lines queue in buf and one
-// writer goroutine, started only while there is something to write,
-// flushes them in batches.
-type peer struct {
-	nc      net.Conn
-	mu      sync.Mutex
-	buf     []byte
-	writing bool
-	closed  bool
-}
-
-func (p *peer) enqueue(line []byte) {
-	p.mu.Lock()
-	if p.closed || len(p.buf)+len(line) > maxQueue {
-		p.mu.Unlock()
-		return
-	}
-	p.buf = append(p.buf, line...)
-	start := !p.writing
-	p.writing = true
-	p.mu.Unlock()
-	if start {
-		go p.flush()
-	}
-}
-
-func (p *peer) flush() {
-	var out []byte
-	for {
-		p.mu.Lock()
-		if len(p.buf) == 0 || p.closed {
-			p.writing = false
-			p.mu.Unlock()
-			return
-		}
-		out, p.buf = p.buf, out[:0]
-		p.mu.Unlock()
-		if _, err := p.nc.Write(out); err != nil {
-			p.mu.Lock()
-			p.closed, p.writing = true, false
-			p.mu.Unlock()
-			return
-		}
-	}
-}
-
 func (r *Relay) handle(nc net.Conn) {
 	defer nc.Close()
 	br := bufio.NewReaderSize(nc, 16<<10)
@@ -113,7 +71,9 @@ func (r *Relay) handle(nc net.Conn) {
 		return
 	}
 	key := string(bytes.TrimSpace(name))
-	p := &peer{nc: nc}
+	// Roost's own writer, so that the relay differs from Roost only in
+	// what routing costs. Past maxQueue a slow reader's lines are dropped.
+	p := outq.New(nc, maxQueue, 30*time.Second, nil)
 	r.mu.Lock()
 	r.peers[key] = p
 	r.mu.Unlock()
@@ -123,11 +83,8 @@ func (r *Relay) handle(nc net.Conn) {
 			delete(r.peers, key)
 		}
 		r.mu.Unlock()
-		p.mu.Lock()
-		p.closed = true
-		p.mu.Unlock()
 	}()
-	p.enqueue([]byte(Header))
+	p.Push([]byte(Header))
 	skipping := false // inside a line too long for the read buffer
 	for {
 		line, err := br.ReadSlice('\n')
@@ -153,7 +110,7 @@ func (r *Relay) handle(nc net.Conn) {
 		dst := r.peers[string(to)] // no allocation: the compiler looks up []byte keys in place
 		r.mu.RUnlock()
 		if dst != nil {
-			dst.enqueue(line)
+			dst.Push(line)
 		}
 	}
 }

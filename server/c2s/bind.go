@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"roost/server/jid"
+	"roost/server/outq"
 	"roost/server/stanza"
 	"roost/server/xmlscan"
 )
@@ -63,7 +64,7 @@ func (c *Conn) bindIQ(tok *xmlscan.Token) (*Session, error) {
 			o.Close(stanza.StreamConflict, "replaced by a new session for the same resource")
 		}
 	}
-	s.q.push(result)
+	s.q.Push(result)
 	c.log = c.log.With("jid", s.full)
 	s.log = c.log
 	c.log.Debug("c2s: bound")
@@ -122,11 +123,11 @@ func (s *Session) Receive(tok *xmlscan.Token) bool {
 		s.Close(stanza.StreamUnsupportedStanzaType, "<"+string(tok.Local)+"/> is not a stanza this server understands")
 		return false
 	}
-	buf := getBuf()
+	buf := outq.GetBuf()
 	stamped := stanza.AppendForward((*buf)[:0], st, s.full, s.lang)
 	s.env.Handler.Stanza(s, st, stamped)
 	*buf = stamped
-	putBuf(buf)
+	outq.PutBuf(buf)
 	return true
 }
 
@@ -148,7 +149,7 @@ func (c *Conn) endBound(s *Session, err error) {
 
 func newSession(env *Env, full jid.JID, lang string, nc net.Conn) *Session {
 	s := &Session{env: env, jid: full, full: full.String(), lang: lang, remote: nc.RemoteAddr(), log: env.Log}
-	s.q = newOutQueue(nc, env.QueueBytes, env.WriteTimeout, func() {
+	s.q = outq.New(nc, env.QueueBytes, env.WriteTimeout, func() {
 		s.log.Warn("c2s: dropping slow reader", "jid", s.full)
 		s.Close(stanza.StreamPolicyViolation, queueOverflowText)
 	})

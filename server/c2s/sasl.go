@@ -86,7 +86,7 @@ func saslData(tok *xmlscan.Token) ([]byte, bool) {
 	if tok.Children > 0 {
 		return nil, false
 	}
-	text := bytes.TrimSpace(innerText(tok))
+	text := bytes.TrimSpace(tok.Inner())
 	if len(text) == 0 {
 		return nil, true
 	}
@@ -99,23 +99,6 @@ func saslData(tok *xmlscan.Token) ([]byte, bool) {
 		return nil, false
 	}
 	return out[:n], true
-}
-
-// innerText returns the raw bytes between an element's start and end tags.
-func innerText(tok *xmlscan.Token) []byte {
-	if tok.SelfClosing {
-		return nil
-	}
-	i := tok.NameEnd
-	if n := len(tok.Attrs); n > 0 {
-		i = tok.Attrs[n-1].End
-	}
-	j := bytes.IndexByte(tok.Raw[i:], '>')
-	end := bytes.LastIndexByte(tok.Raw, '<')
-	if j < 0 || end < i+j+1 {
-		return nil
-	}
-	return tok.Raw[i+j+1 : end]
 }
 
 // plain checks a PLAIN message: authzid NUL authcid NUL password (RFC 4616).

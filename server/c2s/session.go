@@ -8,6 +8,7 @@ import (
 
 	"roost/server/im"
 	"roost/server/jid"
+	"roost/server/outq"
 	"roost/server/stanza"
 	"roost/server/xmlscan"
 )
@@ -20,7 +21,7 @@ type Session struct {
 	full   string // jid.String(), kept to stamp from without a call
 	lang   string
 	remote net.Addr
-	q      *outQueue
+	q      *outq.Queue
 	log    *slog.Logger
 
 	// owned by the reading goroutine
@@ -42,7 +43,7 @@ func (s *Session) Lang() string { return s.lang }
 func (s *Session) RemoteAddr() net.Addr { return s.remote }
 
 // Deliver queues stanza bytes for the client. It never blocks.
-func (s *Session) Deliver(b []byte) bool { return s.q.push(b) }
+func (s *Session) Deliver(b []byte) bool { return s.q.Push(b) }
 
 // Close ends the stream with the stream error cond (RFC 6120 §4.9), or
 // with a plain closing tag when cond is empty. The connection closes once
@@ -55,7 +56,7 @@ func (s *Session) Close(cond stanza.StreamCondition, text string) {
 		} else {
 			b = stanza.AppendStreamError(nil, cond, text)
 		}
-		s.q.closeWith(b, cond == stanza.StreamPolicyViolation && text == queueOverflowText)
+		s.q.CloseWith(b, cond == stanza.StreamPolicyViolation && text == queueOverflowText)
 	})
 }
 
@@ -63,4 +64,4 @@ const queueOverflowText = "outbound queue limit exceeded: the client does not re
 
 // Wait blocks until the session's connection has been written out and
 // closed, or d has passed.
-func (s *Session) Wait(d time.Duration) bool { return s.q.wait(d) }
+func (s *Session) Wait(d time.Duration) bool { return s.q.Wait(d) }

@@ -1,6 +1,7 @@
 package s2s
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -51,7 +52,7 @@ func (s *Service) clientTLS(domain string) *tls.Config {
 // external tries SASL EXTERNAL on an outbound stream whose features offer
 // it; false means use dialback instead.
 func (s *Service) external(st *stream, domain string, feats xmlscan.Token) bool {
-	if !containsMechanism(feats.Raw, "EXTERNAL") {
+	if !bytes.Contains(feats.Raw, []byte("<mechanism>EXTERNAL</mechanism>")) {
 		return false
 	}
 	authzid := base64.StdEncoding.EncodeToString([]byte(s.cfg.Domain))
@@ -66,14 +67,4 @@ func (s *Service) external(st *stream, domain string, feats xmlscan.Token) bool 
 	st.scan.Reset(st.nc)
 	_, _, err = st.restart(s.cfg.Domain, domain)
 	return err == nil
-}
-
-func containsMechanism(raw []byte, mech string) bool {
-	want := "<mechanism>" + mech + "</mechanism>"
-	for i := 0; i+len(want) <= len(raw); i++ {
-		if string(raw[i:i+len(want)]) == want {
-			return true
-		}
-	}
-	return false
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"net"
-	"sync"
 	"time"
 
 	"roost/server/jid"
@@ -49,9 +48,8 @@ type inbound struct {
 	id     string
 	from   string // the peer's claimed domain, from its stream header
 	secure bool
-	certOK bool // its TLS certificate is valid for from
-	mu     sync.Mutex
-	authed map[string]bool // remote domains authenticated on this stream
+	certOK bool            // its TLS certificate is valid for from
+	authed map[string]bool // remote domains authenticated on this stream (reader goroutine only)
 }
 
 func (s *Service) serveInbound(nc net.Conn) {
@@ -145,7 +143,7 @@ func (in *inbound) element(tok *xmlscan.Token) bool {
 		in.certOK = in.certOK && in.from == claimed
 		return true
 	case string(tok.Local) == "auth" && string(tok.Space) == nsSASL:
-		authzid := text(tok)
+		authzid := string(tok.Inner())
 		if authzid != "" && authzid != "=" {
 			if b, err := base64.StdEncoding.DecodeString(authzid); err != nil || string(b) != in.from {
 				in.write("<failure xmlns='" + nsSASL + "'><invalid-authzid/></failure>")
@@ -156,9 +154,7 @@ func (in *inbound) element(tok *xmlscan.Token) bool {
 			in.write("<failure xmlns='" + nsSASL + "'><not-authorized/></failure>")
 			return true
 		}
-		in.mu.Lock()
 		in.authed[in.from] = true
-		in.mu.Unlock()
 		in.nc.SetReadDeadline(time.Time{})
 		s.log.Info("s2s: inbound stream authenticated", "domain", in.from, "by", "SASL EXTERNAL")
 		in.write("<success xmlns='" + nsSASL + "'/>")
@@ -167,14 +163,14 @@ func (in *inbound) element(tok *xmlscan.Token) bool {
 	case string(tok.Space) == NSDialback && string(tok.Local) == "verify":
 		// The server we opened a stream to checks the key we gave it.
 		from, id := attr(tok, "from"), attr(tok, "id")
-		valid := hmac.Equal([]byte(text(tok)), []byte(s.key(from, s.cfg.Domain, id)))
+		valid := hmac.Equal([]byte(string(tok.Inner())), []byte(s.key(from, s.cfg.Domain, id)))
 		typ := "invalid"
 		if valid {
 			typ = "valid"
 		}
 		return in.write("<db:verify from='"+escape(s.cfg.Domain)+"' to='"+escape(from)+"' id='"+escape(id)+"' type='"+typ+"'/>") == nil
 	case string(tok.Space) == NSDialback && string(tok.Local) == "result":
-		from, to, key := attr(tok, "from"), attr(tok, "to"), text(tok)
+		from, to, key := attr(tok, "from"), attr(tok, "to"), string(tok.Inner())
 		if to != s.cfg.Domain {
 			in.fail(stanza.StreamHostUnknown, "this server is "+s.cfg.Domain)
 			return false
@@ -192,9 +188,7 @@ func (in *inbound) element(tok *xmlscan.Token) bool {
 			in.fail(stanza.StreamNotAuthorized, "dialback key not verified for "+from)
 			return false
 		}
-		in.mu.Lock()
 		in.authed[from] = true
-		in.mu.Unlock()
 		in.nc.SetReadDeadline(time.Time{})
 		s.log.Info("s2s: inbound stream authenticated", "domain", from, "tls", in.secure)
 		return in.write("<db:result from='"+escape(s.cfg.Domain)+"' to='"+escape(from)+"' type='valid'/>") == nil
@@ -228,10 +222,7 @@ func (in *inbound) check(st *stanza.Stanza) (stanza.StreamCondition, string) {
 		return stanza.StreamHostUnknown, "this server is " + in.svc.cfg.Domain
 	}
 	from, err := stanza.Unescape(st.From)
-	in.mu.Lock()
-	ok := err == nil && in.authed[jid.DomainOf(from)]
-	in.mu.Unlock()
-	if !ok {
+	if err != nil || !in.authed[jid.DomainOf(from)] {
 		return stanza.StreamInvalidFrom, "from a domain not authenticated on this stream"
 	}
 	return "", ""

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"roost/server/outq"
 	"roost/server/stanza"
 	"roost/server/xmlscan"
 )
@@ -21,8 +22,8 @@ type outbound struct {
 	domain string
 
 	mu         sync.Mutex
-	st         *stream // nil until authenticated
-	queue      [][]byte
+	q          *outq.Queue // the authenticated stream's writer; nil until then
+	queue      [][]byte    // stanzas waiting for the stream, in order
 	connecting bool
 	state      string
 }
@@ -32,13 +33,12 @@ var errNotFound = errors.New("no server for the domain answered")
 
 func (o *outbound) send(b []byte) {
 	o.mu.Lock()
-	if o.st != nil {
-		err := o.st.writeBytes(b)
-		o.mu.Unlock()
-		if err != nil {
-			o.svc.in.Undeliverable(b, stanza.RemoteServerTimeout, "the stream to "+o.domain+" failed")
+	if o.q != nil {
+		if o.q.Push(b) {
+			o.mu.Unlock()
+			return
 		}
-		return
+		o.q = nil // the stream ended: open a new one
 	}
 	if len(o.queue) >= o.svc.cfg.QueueStanzas {
 		o.mu.Unlock()
@@ -77,17 +77,14 @@ func (o *outbound) connect() {
 		}
 		return
 	}
-	o.st, o.state = st, "up since "+time.Now().Format(time.TimeOnly)+", authenticated by "+how
-	var buf []byte
+	// Queued stanzas first, in order, then whatever arrives meanwhile.
+	wq := outq.New(st.nc, o.svc.cfg.QueueBytes, 30*time.Second, func() { st.nc.Close() })
 	for _, b := range q {
-		buf = append(buf, b...)
+		wq.Push(b)
 	}
-	werr := st.writeBytes(buf)
+	o.q, o.state = wq, "up since "+time.Now().Format(time.TimeOnly)+", authenticated by "+how
 	o.mu.Unlock()
 	o.svc.log.Info("s2s: stream up", "domain", o.domain, "auth", how, "sent_from_queue", len(q))
-	if werr != nil {
-		st.nc.Close()
-	}
 	// An outbound stream carries nothing back but errors and its close.
 	for {
 		tok, err := st.next()
@@ -95,12 +92,14 @@ func (o *outbound) connect() {
 			break
 		}
 	}
-	st.nc.Close()
 	o.mu.Lock()
-	if o.st == st {
-		o.st, o.state = nil, "closed"
+	if o.q == wq {
+		o.q, o.state = nil, "closed"
 	}
 	o.mu.Unlock()
+	wq.CloseWith([]byte("</stream:stream>"), false)
+	wq.Wait(time.Second)
+	st.nc.Close()
 }
 
 // open connects to domain's server and opens a stream, with STARTTLS

@@ -46,8 +46,10 @@ type Config struct {
 	TLS    *tls.Config       // our certificate, for inbound STARTTLS and to present outbound
 	Roots  *x509.CertPool    // trusted for SASL EXTERNAL; nil: the system's
 	Limits xmlscan.Limits
-	// QueueStanzas bounds what waits for one remote domain's stream.
+	// QueueStanzas bounds what waits for one remote domain's stream;
+	// QueueBytes what waits to be written on it once it is up.
 	QueueStanzas int
+	QueueBytes   int
 	DialTimeout  time.Duration
 }
 
@@ -107,6 +109,9 @@ func (s *Service) Close() {
 func New(cfg Config, in Inbound, log *slog.Logger) *Service {
 	if cfg.QueueStanzas <= 0 {
 		cfg.QueueStanzas = 1000
+	}
+	if cfg.QueueBytes <= 0 {
+		cfg.QueueBytes = 4 << 20
 	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 10 * time.Second
@@ -183,46 +188,31 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-// stream is what both directions share: the connection, its scanner and
-// serialised writes.
+// stream is what both directions share: the connection and its
+// scanner. Until an outbound stream is authenticated, and on inbound
+// streams always, only the goroutine reading it writes to it.
 type stream struct {
 	nc   net.Conn
 	scan *xmlscan.Scanner
-	wmu  sync.Mutex
 }
 
 func (st *stream) write(s string) error {
-	st.wmu.Lock()
-	defer st.wmu.Unlock()
 	st.nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
 	_, err := st.nc.Write([]byte(s))
 	return err
 }
 
-func (st *stream) writeBytes(b []byte) error {
-	st.wmu.Lock()
-	defer st.wmu.Unlock()
-	st.nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	_, err := st.nc.Write(b)
-	return err
-}
-
-// next reads the next top-level element, skipping whitespace keepalives.
+// next reads the next top-level element; the peer's closing tag is an error.
 func (st *stream) next() (xmlscan.Token, error) {
-	for {
-		tok, err := st.scan.Next()
-		if err != nil {
-			return tok, err
-		}
-		if tok.Kind == xmlscan.KindClose {
-			return tok, errors.New("the peer closed the stream")
-		}
-		return tok, nil
+	tok, err := st.scan.Next()
+	if err == nil && tok.Kind == xmlscan.KindClose {
+		err = errors.New("the peer closed the stream")
 	}
+	return tok, err
 }
 
 func (st *stream) fail(cond stanza.StreamCondition, text string) {
-	st.writeBytes(append(stanza.AppendStreamError(nil, cond, text), "</stream:stream>"...))
+	st.write(string(stanza.AppendStreamError(nil, cond, text)) + "</stream:stream>")
 	st.nc.Close()
 }
 
@@ -252,37 +242,6 @@ func attr(tok *xmlscan.Token, name string) string {
 		return ""
 	}
 	return s
-}
-
-// text is an element's character content (a dialback key).
-func text(tok *xmlscan.Token) string {
-	if tok.SelfClosing {
-		return ""
-	}
-	raw := tok.Raw
-	i, j := indexByte(raw, '>'), lastIndexByte(raw, '<')
-	if i < 0 || j <= i {
-		return ""
-	}
-	return string(raw[i+1 : j])
-}
-
-func indexByte(b []byte, c byte) int {
-	for i := range b {
-		if b[i] == c {
-			return i
-		}
-	}
-	return -1
-}
-
-func lastIndexByte(b []byte, c byte) int {
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] == c {
-			return i
-		}
-	}
-	return -1
 }
 
 // validDomain reports whether s is a domain JID.

@@ -12,6 +12,7 @@
 package uplink
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"roost/server/jid"
+	"roost/server/outq"
 	"roost/server/stanza"
 	"roost/server/xmlscan"
 )
@@ -42,6 +44,9 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Limits bound what the upstream may send in one stanza.
 	Limits xmlscan.Limits
+	// QueueBytes bounds what waits to be written while the link is up;
+	// an upstream that does not read past it is disconnected.
+	QueueBytes int
 }
 
 // Inbound takes the stanzas upstream routes to us. st is valid only
@@ -67,14 +72,11 @@ type Link struct {
 	in  Inbound
 
 	mu      sync.Mutex
-	conn    net.Conn // nil while down
-	out     []byte   // stanzas waiting for the writer
-	writing bool
-	queue   [][]byte // messages held while down, in order
+	q       *outq.Queue // the up link's writer; nil while down
+	queue   [][]byte    // messages held while down, in order
 	state   string
 	since   time.Time
 	lastErr string
-	wake    chan struct{}
 }
 
 // New prepares a link; Run connects it.
@@ -88,7 +90,10 @@ func New(cfg Config, in Inbound, log *slog.Logger) *Link {
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = 60 * time.Second
 	}
-	return &Link{cfg: cfg, in: in, log: log, state: "connecting", since: time.Now(), wake: make(chan struct{}, 1)}
+	if cfg.QueueBytes <= 0 {
+		cfg.QueueBytes = 8 << 20
+	}
+	return &Link{cfg: cfg, in: in, log: log, state: "connecting", since: time.Now()}
 }
 
 // Domain is the component's domain.
@@ -102,7 +107,7 @@ func (l *Link) Status() string {
 	if len(l.queue) > 0 {
 		s += fmt.Sprintf(", %d messages queued", len(l.queue))
 	}
-	if l.lastErr != "" && l.conn == nil {
+	if l.lastErr != "" && l.q == nil {
 		s += " (last error: " + l.lastErr + ")"
 	}
 	return s
@@ -123,7 +128,7 @@ func (l *Link) setState(state, errText string) {
 func (l *Link) Send(kind stanza.Kind, b []byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.conn == nil {
+	if l.q == nil {
 		switch kind {
 		case stanza.Message:
 			if len(l.queue) >= l.cfg.QueueMessages {
@@ -136,41 +141,8 @@ func (l *Link) Send(kind stanza.Kind, b []byte) error {
 		}
 		return nil
 	}
-	l.enqueueLocked(b)
+	l.q.Push(b)
 	return nil
-}
-
-// enqueueLocked appends b to the output and makes sure a writer runs.
-func (l *Link) enqueueLocked(b []byte) {
-	l.out = append(l.out, b...)
-	if !l.writing {
-		l.writing = true
-		go l.flush(l.conn)
-	}
-}
-
-// flush writes what accumulates in out, in batches, until it is empty.
-func (l *Link) flush(nc net.Conn) {
-	var buf []byte
-	for {
-		l.mu.Lock()
-		if len(l.out) == 0 || l.conn != nc {
-			l.writing = false
-			l.mu.Unlock()
-			return
-		}
-		buf, l.out = l.out, buf[:0]
-		l.mu.Unlock()
-		nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		if _, err := nc.Write(buf); err != nil {
-			l.log.Warn("uplink: write failed", "err", err)
-			nc.Close() // the reader notices and reconnects
-			l.mu.Lock()
-			l.writing = false
-			l.mu.Unlock()
-			return
-		}
-	}
 }
 
 // Run keeps the link up until ctx ends.
@@ -254,11 +226,15 @@ func (l *Link) session(ctx context.Context) error {
 	}
 	nc.SetDeadline(time.Time{})
 	// Up: flush what waited, in order, before anything new.
+	q := outq.New(nc, l.cfg.QueueBytes, 30*time.Second, func() {
+		l.log.Warn("uplink: the upstream does not read; reconnecting")
+		nc.Close()
+	})
 	l.mu.Lock()
-	l.conn = nc
+	l.q = q
 	queued := len(l.queue)
 	for _, b := range l.queue {
-		l.enqueueLocked(b)
+		q.Push(b)
 	}
 	l.queue = nil
 	l.state, l.since = "up", time.Now()
@@ -266,27 +242,28 @@ func (l *Link) session(ctx context.Context) error {
 	l.log.Info("uplink: up", "address", l.cfg.Address, "domain", l.cfg.Domain, "sent_from_queue", queued)
 	defer func() {
 		l.mu.Lock()
-		l.conn, l.out = nil, l.out[:0]
+		l.q = nil
 		l.mu.Unlock()
 	}()
 	l.in.LinkUp()
-	return l.read(nc, scan)
+	return l.read(q, scan)
 }
 
 // read passes the upstream's stanzas in until the stream ends.
-func (l *Link) read(nc net.Conn, scan *xmlscan.Scanner) error {
+func (l *Link) read(q *outq.Queue, scan *xmlscan.Scanner) error {
 	for {
 		tok, err := scan.Next()
 		if err != nil {
 			var se *xmlscan.Error
 			if errors.As(err, &se) {
-				l.closeWith(nc, stanza.StreamCondition(se.Cond), se.Reason)
+				closeWith(q, stanza.StreamCondition(se.Cond), se.Reason)
 			}
 			return fmt.Errorf("read: %w", err)
 		}
 		switch tok.Kind {
 		case xmlscan.KindClose:
-			nc.Write([]byte("</stream:stream>"))
+			q.CloseWith([]byte("</stream:stream>"), false)
+			q.Wait(time.Second)
 			return errors.New("the upstream closed the stream")
 		case xmlscan.KindElement:
 		default:
@@ -297,11 +274,11 @@ func (l *Link) read(nc net.Conn, scan *xmlscan.Scanner) error {
 		}
 		st, ok := stanza.Parse(&tok, NS)
 		if !ok {
-			l.closeWith(nc, stanza.StreamUnsupportedStanzaType, "")
+			closeWith(q, stanza.StreamUnsupportedStanzaType, "")
 			return fmt.Errorf("unsupported element %.60s", tok.Raw)
 		}
 		if cond, why := l.check(&st); cond != "" {
-			l.closeWith(nc, cond, why)
+			closeWith(q, cond, why)
 			return fmt.Errorf("%s: %s", cond, why)
 		}
 		l.in.FromUplink(&st)
@@ -326,26 +303,19 @@ func (l *Link) check(st *stanza.Stanza) (stanza.StreamCondition, string) {
 	return "", ""
 }
 
-func (l *Link) closeWith(nc net.Conn, cond stanza.StreamCondition, text string) {
-	nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	nc.Write(append(stanza.AppendStreamError(nil, cond, text), "</stream:stream>"...))
+// closeWith ends the stream with a stream error, after what is queued,
+// and waits (briefly) until it is written.
+func closeWith(q *outq.Queue, cond stanza.StreamCondition, text string) {
+	q.CloseWith(append(stanza.AppendStreamError(nil, cond, text), "</stream:stream>"...), false)
+	q.Wait(5 * time.Second)
 }
 
 // streamErrorText names the condition in a <stream:error/>.
 func streamErrorText(raw []byte) string {
 	for _, c := range []string{"not-authorized", "host-unknown", "conflict", "invalid-namespace", "improper-addressing", "invalid-from", "policy-violation", "system-shutdown"} {
-		if containsTag(raw, c) {
+		if bytes.Contains(raw, []byte("<"+c)) {
 			return c
 		}
 	}
 	return fmt.Sprintf("%.120s", raw)
-}
-
-func containsTag(raw []byte, name string) bool {
-	for i := 0; i+len(name)+1 < len(raw); i++ {
-		if raw[i] == '<' && string(raw[i+1:i+1+len(name)]) == name {
-			return true
-		}
-	}
-	return false
 }

@@ -9,6 +9,8 @@
 // the caller views of the raw bytes of each complete top-level element.
 package xmlscan
 
+import "bytes"
+
 // Kind says what a Token is.
 type Kind uint8
 
@@ -82,6 +84,25 @@ func (t *Token) Attr(name string) ([]byte, bool) {
 		}
 	}
 	return nil, false
+}
+
+// Inner is the raw (still escaped) content between the element's start
+// and end tags: the text of a simple element such as a SASL payload or a
+// dialback key. It is nil for an empty-element tag.
+func (t *Token) Inner() []byte {
+	if t.SelfClosing || t.Kind != KindElement {
+		return nil
+	}
+	i := t.NameEnd
+	if n := len(t.Attrs); n > 0 {
+		i = t.Attrs[n-1].End
+	}
+	j := bytes.IndexByte(t.Raw[i:], '>')
+	end := bytes.LastIndexByte(t.Raw, '<')
+	if j < 0 || end < i+j+1 {
+		return nil
+	}
+	return t.Raw[i+j+1 : end]
 }
 
 // Limits bound what one stream may send (RFC 6120 §13.12, XEP-0205).

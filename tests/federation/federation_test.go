@@ -68,6 +68,9 @@ func login(t *testing.T, srv *server.Server, domain, user string) *load.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	// Her own presence coming back says the server has made her
+	// available: a message to her bare JID now reaches this session.
+	expect(t, c, "<presence")
 	return c
 }
 
@@ -274,6 +277,7 @@ func federateWith(t *testing.T, name, domain string, c2s, s2s int) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	expect(t, c, "<presence")
 
 	alice.Send([]byte("<message to='user1@" + domain + "' type='chat'><body>from roost</body></message>"))
 	expect(t, c, "from roost", "alice@roost.test")

@@ -1,4 +1,10 @@
-package c2s
+// Package outq is how Roost writes to a connection: one byte queue per
+// connection that any goroutine may append to without blocking, flushed
+// by a writer goroutine that exists only while there is something to
+// write, so that many small stanzas cost one Write (one TLS record) and an
+// idle connection holds neither a goroutine nor a buffer. Client streams,
+// the component uplink and server-to-server streams all write through it.
+package outq
 
 import (
 	"net"
@@ -16,9 +22,11 @@ const (
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, smallBuf); return &b }}
 
-func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
+// GetBuf lends a pooled buffer, for building a stanza to push.
+func GetBuf() *[]byte { return bufPool.Get().(*[]byte) }
 
-func putBuf(b *[]byte) {
+// PutBuf returns a buffer from GetBuf.
+func PutBuf(b *[]byte) {
 	if b == nil || cap(*b) > maxPool {
 		return
 	}
@@ -26,14 +34,14 @@ func putBuf(b *[]byte) {
 	bufPool.Put(b)
 }
 
-// outQueue is one connection's outbound byte queue and its writer. Any
+// Queue is one connection's outbound byte queue and its writer. Any
 // goroutine may append; a writer goroutine flushes whatever has gathered
 // in a single Write, so many small stanzas cost one syscall (and one TLS
 // record). The writer runs only while there is something to write, and an
 // idle queue holds no buffer, so an idle session costs neither a
 // goroutine stack nor a write buffer. Appending never blocks: a peer that
 // does not read fills the queue to its limit and is then dropped.
-type outQueue struct {
+type Queue struct {
 	mu      sync.Mutex
 	pending *[]byte // bytes waiting to be written; nil when none
 	running bool    // a writer goroutine is flushing
@@ -51,8 +59,11 @@ type outQueue struct {
 	overflowed bool
 }
 
-func newOutQueue(conn net.Conn, limit int, writeTimeout time.Duration, onOverflow func()) *outQueue {
-	q := &outQueue{
+// New makes the queue for conn: at most limit bytes wait; a write blocked
+// longer than writeTimeout closes conn; onOverflow runs once when an append
+// would pass limit.
+func New(conn net.Conn, limit int, writeTimeout time.Duration, onOverflow func()) *Queue {
+	q := &Queue{
 		conn:         conn,
 		limit:        limit,
 		writeTimeout: writeTimeout,
@@ -65,7 +76,7 @@ func newOutQueue(conn net.Conn, limit int, writeTimeout time.Duration, onOverflo
 
 // startLocked marks the writer running and reports whether the caller
 // must start it (after unlocking).
-func (q *outQueue) startLocked() bool {
+func (q *Queue) startLocked() bool {
 	if q.running {
 		return false
 	}
@@ -73,16 +84,16 @@ func (q *outQueue) startLocked() bool {
 	return true
 }
 
-// push appends b. It returns false when the queue is closing or over its
+// Push appends b. It returns false when the queue is closing or over its
 // limit (then the overflow handler runs and the bytes are dropped).
-func (q *outQueue) push(b []byte) bool {
+func (q *Queue) Push(b []byte) bool {
 	q.mu.Lock()
 	if q.closing || q.dead {
 		q.mu.Unlock()
 		return false
 	}
 	if q.pending == nil {
-		q.pending = getBuf()
+		q.pending = GetBuf()
 	}
 	if len(*q.pending)+len(b) > q.limit {
 		first := !q.overflowed
@@ -102,18 +113,18 @@ func (q *outQueue) push(b []byte) bool {
 	return true
 }
 
-// closeWith appends last (a stream error or the closing tag) after what
+// CloseWith appends last (a stream error or the closing tag) after what
 // is queued and makes the writer close the connection once it has
 // flushed. With drop set, what was queued is discarded first: used when
 // the peer is too slow to read it anyway.
-func (q *outQueue) closeWith(last []byte, drop bool) {
+func (q *Queue) CloseWith(last []byte, drop bool) {
 	q.mu.Lock()
 	if q.closing || q.dead {
 		q.mu.Unlock()
 		return
 	}
 	if q.pending == nil {
-		q.pending = getBuf()
+		q.pending = GetBuf()
 	}
 	if drop {
 		*q.pending = (*q.pending)[:0]
@@ -129,13 +140,13 @@ func (q *outQueue) closeWith(last []byte, drop bool) {
 
 // run is the writer: it flushes until the queue is empty and then exits,
 // or, when the queue is closing, closes the connection.
-func (q *outQueue) run() {
+func (q *Queue) run() {
 	for {
 		q.mu.Lock()
 		b := q.pending
 		q.pending = nil
 		if b == nil || len(*b) == 0 {
-			putBuf(b)
+			PutBuf(b)
 			if q.closing {
 				q.mu.Unlock()
 				q.shut()
@@ -148,7 +159,7 @@ func (q *outQueue) run() {
 		q.mu.Unlock()
 		q.conn.SetWriteDeadline(time.Now().Add(q.writeTimeout))
 		_, err := q.conn.Write(*b)
-		putBuf(b)
+		PutBuf(b)
 		if err != nil {
 			q.shut()
 			return
@@ -157,13 +168,13 @@ func (q *outQueue) run() {
 }
 
 // shut closes the connection once and drops anything still queued.
-func (q *outQueue) shut() {
+func (q *Queue) shut() {
 	q.mu.Lock()
 	already := q.dead
 	q.dead = true
 	q.closing = true
 	if q.pending != nil {
-		putBuf(q.pending)
+		PutBuf(q.pending)
 		q.pending = nil
 	}
 	q.mu.Unlock()
@@ -173,8 +184,8 @@ func (q *outQueue) shut() {
 	}
 }
 
-// wait blocks until the connection has been closed or d has passed.
-func (q *outQueue) wait(d time.Duration) bool {
+// Wait blocks until the connection has been closed or d has passed.
+func (q *Queue) Wait(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
