@@ -506,11 +506,8 @@ func cmdService(op string, args []string, stdout io.Writer) error {
 		return nil
 	}
 	// Everything that can refuse does so before anything is written.
-	if err := m.Check(); err != nil {
+	if err := m.CanInstall(); err != nil {
 		return err
-	}
-	if m.Installed() {
-		return m.Install() // the "already installed" message
 	}
 	var owner *osuser.User
 	if *user != "" {

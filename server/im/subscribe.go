@@ -81,7 +81,7 @@ func (m *Service) Subscription(sess Session, st *stanza.Stanza, to []byte) {
 	// The stanza as the contact sees it: from the user's bare JID
 	// (RFC 6121 §3.1.2), payload (such as a status text) kept.
 	b := stanza.AppendForward(nil, st, user.String(), "")
-	remoteUser := user.Domain() != m.Domain // it came in over the uplink
+	remoteUser := user.Domain() != m.Domain // it came from another domain (uplink or s2s)
 	remoteContact := m.isRemote(contact.String())
 	var fx effects
 	var route bool

@@ -65,10 +65,9 @@ func (m *Manager) UnitPath() string {
 	return "/etc/systemd/system/" + Name + ".service"
 }
 
-// Install registers the service to start at boot. It refuses when it is
-// already installed; when the manager fails half way it reports what was
-// left behind.
-func (m *Manager) Install() error {
+// CanInstall says why Install would refuse: no service manager, not
+// root, or already installed. It changes nothing.
+func (m *Manager) CanInstall() error {
 	if err := m.Check(); err != nil {
 		return err
 	}
@@ -78,6 +77,16 @@ func (m *Manager) Install() error {
 			where = " (" + p + ")"
 		}
 		return fmt.Errorf("%s is already installed%s: `roost restart` to pick up a new binary or config, or `roost uninstall` first", Name, where)
+	}
+	return nil
+}
+
+// Install registers the service to start at boot. It refuses when it is
+// already installed; when the manager fails half way it reports what was
+// left behind.
+func (m *Manager) Install() error {
+	if err := m.CanInstall(); err != nil {
+		return err
 	}
 	err := m.svc.Install()
 	if err == nil {
