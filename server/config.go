@@ -58,6 +58,16 @@ type S2SConfig struct {
 	// EXTERNAL; empty means the system's roots. Peers without a valid
 	// certificate are authenticated with dialback.
 	CAFile string `json:"ca_file"`
+	// MaxInbound bounds inbound server connections; MaxOutbound the
+	// remote domains with an outbound stream (or one being opened).
+	MaxInbound  int `json:"max_inbound"`
+	MaxOutbound int `json:"max_outbound"`
+	// IdleTimeout closes an outbound stream that carried nothing for
+	// this long (it is opened again on demand).
+	IdleTimeout Duration `json:"idle_timeout"`
+	// QueueBytes bounds what waits for one remote domain while its
+	// stream is being opened or written.
+	QueueBytes int `json:"queue_bytes"`
 }
 
 // UplinkConfig is the way out to the wider XMPP network.
@@ -73,6 +83,7 @@ type ComponentConfig struct {
 	Domain        string `json:"domain"`         // the component domain; must equal "domain" (empty: the same)
 	Secret        string `json:"secret"`         // the shared secret configured upstream
 	QueueMessages int    `json:"queue_messages"` // messages kept, in order, while the link is down
+	QueueBytes    int    `json:"queue_bytes"`    // and their bytes, at most
 }
 
 // DevicesConfig tunes the DTLS device side.
@@ -92,6 +103,11 @@ type DevicesConfig struct {
 	// Owners are bare JIDs subscribed both ways to every device added,
 	// besides those given with `device add -owner`.
 	Owners []string `json:"owners"`
+	// AcceptFrom says who may send iq requests (commands) to a device:
+	// "owners" (the default), "contacts" (a subscription from the
+	// device's roster) or "anyone". Others get forbidden from the server
+	// and the device never sees the request.
+	AcceptFrom string `json:"accept_from"`
 }
 
 // TLSConfig selects the certificate and whether encryption is mandatory.
@@ -118,6 +134,15 @@ type LimitsConfig struct {
 	RosterItems           int      `json:"roster_items"`             // roster entries one account may hold
 	OfflineMessages       int      `json:"offline_messages"`         // messages kept for an account with no available resource (XEP-0160)
 	DatagramBytes         int      `json:"datagram_bytes"`           // largest stanza sent to a DTLS device in one datagram
+
+	// Bounds added by the hardening issue (each a peer could otherwise grow).
+	PreauthStanzaBytes     int `json:"preauth_stanza_bytes"`      // largest element accepted before authentication (Prosody and ejabberd keep this small too)
+	Connections            int `json:"connections"`               // open client connections in all, from every address
+	PartialStanzaBytes     int `json:"partial_stanza_bytes"`      // read buffers held for unfinished stanzas, all connections together
+	AuthFailuresPerAccount int `json:"auth_failures_per_account"` // failed logins per account per minute (all addresses) before addresses that failed are refused
+	DirectedPresences      int `json:"directed_presences"`        // directed-presence targets one session may hold (RFC 6121 §4.6)
+	PendingSubscriptions   int `json:"pending_subscriptions"`     // inbound subscription requests waiting for one account's answer
+	LogRepeatsPerMinute    int `json:"log_repeats_per_minute"`    // lines with the same message logged per minute before they are counted instead
 }
 
 // Duration is a time.Duration written in JSON as a Go duration string ("30s").
@@ -266,6 +291,17 @@ func (c *Config) Validate() error {
 		{"limits.roster_items", l.RosterItems, 1},
 		{"limits.offline_messages", l.OfflineMessages, 0},
 		{"limits.datagram_bytes", l.DatagramBytes, 256},
+		{"limits.preauth_stanza_bytes", l.PreauthStanzaBytes, 4096},
+		{"limits.connections", l.Connections, 1},
+		{"limits.partial_stanza_bytes", l.PartialStanzaBytes, l.StanzaBytes},
+		{"limits.auth_failures_per_account", l.AuthFailuresPerAccount, 1},
+		{"limits.directed_presences", l.DirectedPresences, 1},
+		{"limits.pending_subscriptions", l.PendingSubscriptions, 1},
+		{"limits.log_repeats_per_minute", l.LogRepeatsPerMinute, 1},
+		{"s2s.max_inbound", c.S2S.MaxInbound, 1},
+		{"s2s.max_outbound", c.S2S.MaxOutbound, 1},
+		{"s2s.queue_bytes", c.S2S.QueueBytes, l.StanzaBytes},
+		{"uplink.component.queue_bytes", c.Uplink.Component.QueueBytes, l.StanzaBytes},
 		{"devices.max_handshakes", c.Devices.MaxHandshakes, 1},
 		{"devices.handshake_failures_per_minute", c.Devices.HandshakeFailuresPerMinute, 1},
 		{"scram_iterations", c.ScramIterations, 4096},
@@ -283,6 +319,17 @@ func (c *Config) Validate() error {
 	}
 	if l.WriteTimeout.D() < time.Second {
 		return fmt.Errorf("key \"limits.write_timeout\": %s is too short (at least 1s)", l.WriteTimeout.D())
+	}
+	if l.PreauthStanzaBytes > l.StanzaBytes {
+		return fmt.Errorf("key \"limits.preauth_stanza_bytes\": %d is larger than limits.stanza_bytes %d", l.PreauthStanzaBytes, l.StanzaBytes)
+	}
+	if c.S2S.IdleTimeout.D() < time.Second {
+		return fmt.Errorf("key \"s2s.idle_timeout\": %s is too short (at least 1s)", c.S2S.IdleTimeout.D())
+	}
+	switch c.Devices.AcceptFrom {
+	case "owners", "contacts", "anyone":
+	default:
+		return fmt.Errorf("key \"devices.accept_from\": %q is not one of owners, contacts, anyone", c.Devices.AcceptFrom)
 	}
 	for d, addr := range c.S2S.Routes {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
