@@ -117,8 +117,13 @@ func (s *Server) Route(sess im.Session, st *stanza.Stanza, stamped []byte) {
 func (s *Server) toFull(sess im.Session, st *stanza.Stanza, stamped []byte, t target, sessions []router.Session) {
 	for _, r := range sessions {
 		if r.JID().Resource() == string(t.resource) {
-			if st.Kind == stanza.Presence && isDirected(st.Type) {
-				sess.AddDirected(r.JID(), len(st.Type) == 0)
+			if st.Kind == stanza.IQ && !s.mayRequest(sess, st, r) {
+				s.bounce(sess, st, stanza.Forbidden, "this device takes requests only from the accounts devices.accept_from allows")
+				return
+			}
+			if st.Kind == stanza.Presence && isDirected(st.Type) && !s.im.AddDirected(sess, r.JID(), len(st.Type) == 0) {
+				s.bounce(sess, st, stanza.ResourceConstraint, directedFullText)
+				return
 			}
 			if s.deliver(sess, st, r, stamped) || st.Kind != stanza.Message {
 				return
@@ -175,13 +180,14 @@ func (s *Server) toBare(sess im.Session, st *stanza.Stanza, stamped []byte, bare
 			s.im.Subscription(sess, st, bare)
 			return
 		}
+		if !own {
+			if j, err := jid.ParseBytes(bare); err == nil && !s.im.AddDirected(sess, j, len(st.Type) == 0) {
+				s.bounce(sess, st, stanza.ResourceConstraint, directedFullText)
+				return
+			}
+		}
 		for _, r := range router.AvailableOnly(buf[:0], sessions) {
 			r.Deliver(stamped)
-		}
-		if !own {
-			if j, err := jid.ParseBytes(bare); err == nil {
-				sess.AddDirected(j, len(st.Type) == 0)
-			}
 		}
 	case stanza.IQ:
 		// RFC 6121 §8.5.2.1.2: the server answers for the account.
@@ -201,6 +207,10 @@ func (s *Server) toBare(sess im.Session, st *stanza.Stanza, stamped []byte, bare
 		s.bounce(sess, st, stanza.ServiceUnavailable, "")
 	}
 }
+
+// directedFullText explains the resource-constraint answer to directed
+// presence beyond limits.directed_presences.
+const directedFullText = "too many directed presences from this session (limits.directed_presences)"
 
 // isDirected reports whether a presence type is available or unavailable
 // presence (as opposed to subscription management, probes and errors).
@@ -234,16 +244,29 @@ func (s *Server) bounce(sess im.Session, st *stanza.Stanza, cond stanza.Conditio
 	if string(st.Type) == "error" || (st.Kind == stanza.IQ && string(st.Type) == "result") {
 		return
 	}
-	from := s.cfg.Domain
-	if st.To != nil {
-		if v, err := stanza.Unescape(st.To); err == nil {
-			from = v
-		}
-	}
+	from := replyFrom(st, s.cfg.Domain)
 	buf := getScratch()
 	*buf = stanza.AppendError((*buf)[:0], st, sess.JID().String(), from, cond, text)
 	sess.Deliver(*buf)
 	putScratch(buf)
+}
+
+// replyFrom is the from of the server's answer to st: the address st was
+// sent to (RFC 6120 §8.3.1), or the server's domain when st had no 'to'
+// or its 'to' is not a valid JID (an error from='a@b@c' could not be
+// parsed by the sender, who would never see it).
+func replyFrom(st *stanza.Stanza, domain string) string {
+	if st.To == nil {
+		return domain
+	}
+	v, err := stanza.Unescape(st.To)
+	if err != nil {
+		return domain
+	}
+	if _, err := jid.Parse(v); err != nil {
+		return domain
+	}
+	return v
 }
 
 func (s *Server) userExists(local []byte) bool {
@@ -259,6 +282,52 @@ func (s *Server) userExists(local []byte) bool {
 // device, whose stanzas must each fit one datagram.
 type limited interface {
 	MaxStanzaBytes() int
+}
+
+// mayRequest applies devices.accept_from (issue 12 item 4): an iq
+// request (get or set, such as an XEP-0050 command) reaches a device only
+// from its owners ("owners", the default), from its owners and the
+// contacts its roster gives a subscription from ("contacts"), or from
+// anyone ("anyone"). Responses (result, error) always pass, as do requests
+// between the device's own resources. A device session is one that takes
+// stanzas in datagrams (limited); any other target costs one type check.
+// A store failure refuses the request (fail closed).
+func (s *Server) mayRequest(sess im.Session, st *stanza.Stanza, r router.Session) bool {
+	if t := string(st.Type); t != "get" && t != "set" {
+		return true
+	}
+	if _, ok := r.(limited); !ok {
+		return true
+	}
+	mode := s.cfg.Devices.AcceptFrom
+	if mode == "anyone" {
+		return true
+	}
+	device := r.JID()
+	sender := sess.JID().Bare()
+	if sender == device.Bare() {
+		return true
+	}
+	d, err := s.store.Device(device.Local())
+	if err != nil {
+		s.log.Warn("devices: cannot read the device record; refusing the request", "device", device.Bare().String(), "err", err)
+		return false
+	}
+	from := sender.String()
+	for _, o := range d.Owners {
+		if o == from {
+			return true
+		}
+	}
+	if mode != "contacts" {
+		return false
+	}
+	it, found, err := s.store.RosterItem(device.Local(), from)
+	if err != nil {
+		s.log.Warn("devices: cannot read the device's roster; refusing the request", "device", device.Bare().String(), "err", err)
+		return false
+	}
+	return found && (it.Subscription == "from" || it.Subscription == "both")
 }
 
 // deliver hands stamped to r, or answers resource-constraint when r

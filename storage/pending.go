@@ -28,6 +28,21 @@ func (tx *Tx) HasPendingIn(user, contact string) (bool, error) {
 	return b != nil && b.Get([]byte(contact)) != nil, nil
 }
 
+// PendingInCount is how many unanswered inbound subscription requests
+// user has (bounded by limits.pending_subscriptions, so counting is cheap).
+func (tx *Tx) PendingInCount(user string) (int, error) {
+	b, _ := tx.userBucket(bucketPending, user, false)
+	if b == nil {
+		return 0, nil
+	}
+	n := 0
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		n++
+	}
+	return n, nil
+}
+
 // SetPendingIn records contact's subscription request to user.
 func (tx *Tx) SetPendingIn(user, contact string, stanza []byte) error {
 	b, err := tx.userBucket(bucketPending, user, true)

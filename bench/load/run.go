@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"roost/server/stanza"
 )
 
 // Config is one load run.
@@ -366,7 +368,7 @@ func runPresence(ctx context.Context, cfg Config) (Result, error) {
 				switch string(typ) {
 				case "subscribe":
 					// Approve every request, as a client's auto-accept would.
-					c.Send([]byte("<presence type='subscribed' to='" + string(from) + "'/>"))
+					c.Send(append(stanza.AppendRawAttr([]byte("<presence type='subscribed' to='"), from), "'/>"...))
 				case "subscribed":
 					approved.Add(1)
 				case "":

@@ -161,7 +161,7 @@ func (s *Sensor) handle(b []byte) {
 		s.mu.Lock()
 		t := s.temp
 		s.mu.Unlock()
-		s.send([]byte(head + "<command xmlns='" + nsCommands + "' node='read' sessionid='r" + q.ID + "' status='completed'>" +
+		s.send([]byte(head + "<command xmlns='" + nsCommands + "' node='read' sessionid='r" + esc(q.ID) + "' status='completed'>" +
 			"<x xmlns='jabber:x:data' type='result'><field var='reading' label='Temperature (C)'><value>" +
 			strconv.FormatFloat(t, 'f', 1, 64) + "</value></field></x></command></iq>"))
 	case q.Command != nil && q.Command.Node == "set":
@@ -171,14 +171,14 @@ func (s *Sensor) handle(b []byte) {
 					s.mu.Lock()
 					s.set = v
 					s.mu.Unlock()
-					s.send([]byte(head + "<command xmlns='" + nsCommands + "' node='set' sessionid='s" + q.ID + "' status='completed'>" +
+					s.send([]byte(head + "<command xmlns='" + nsCommands + "' node='set' sessionid='s" + esc(q.ID) + "' status='completed'>" +
 						"<note type='info'>setpoint " + strconv.FormatFloat(v, 'f', 1, 64) + "</note></command></iq>"))
 					return
 				}
 			}
 		}
 		// First step: ask for the value with a form.
-		s.send([]byte(head + "<command xmlns='" + nsCommands + "' node='set' sessionid='s" + q.ID + "' status='executing'>" +
+		s.send([]byte(head + "<command xmlns='" + nsCommands + "' node='set' sessionid='s" + esc(q.ID) + "' status='executing'>" +
 			"<x xmlns='jabber:x:data' type='form'><field var='setpoint' type='text-single' label='Setpoint (C)'/></x></command></iq>"))
 	default:
 		s.send([]byte(fmt.Sprintf("<iq type='error' id='%s' to='%s'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>", esc(q.ID), esc(q.From))))

@@ -43,10 +43,57 @@ type Service struct {
 	// OfflineQuota is how many messages are kept for an account with no
 	// available resource.
 	OfflineQuota int
+	// DirectedPresences bounds the directed-presence targets one session
+	// may hold (limits.directed_presences); 0 means
+	// DefaultDirectedPresences.
+	DirectedPresences int
+	// PendingSubscriptions bounds the inbound subscription requests one
+	// account keeps waiting for its answer (limits.pending_subscriptions);
+	// 0 means DefaultPendingSubscriptions.
+	PendingSubscriptions int
 	// Remote sends a stanza to a JID of another domain (the uplink), or
 	// is nil when the server does not federate. to is the address the
 	// stanza is for; b may lack a to attribute (a broadcast copy).
 	Remote func(to string, b []byte)
+}
+
+// Defaults for the bounds left at zero, as in config.json.
+const (
+	DefaultDirectedPresences    = 1000
+	DefaultPendingSubscriptions = 100
+)
+
+func (m *Service) directedLimit() int {
+	if m.DirectedPresences > 0 {
+		return m.DirectedPresences
+	}
+	return DefaultDirectedPresences
+}
+
+func (m *Service) pendingLimit() int {
+	if m.PendingSubscriptions > 0 {
+		return m.PendingSubscriptions
+	}
+	return DefaultPendingSubscriptions
+}
+
+// boundedDirected is a session whose directed-presence set can refuse a
+// new target (im.State provides it).
+type boundedDirected interface {
+	AddDirectedMax(j jid.JID, available bool, max int) bool
+}
+
+// AddDirected records that sess sent directed presence to j (RFC 6121
+// §4.6), within DirectedPresences. false means the set is full: the
+// caller must not deliver the presence and answers resource-constraint,
+// since j would otherwise never learn that the session went offline.
+// Prosody keeps no bound; one client could grow it without end.
+func (m *Service) AddDirected(sess Session, j jid.JID, available bool) bool {
+	if b, ok := sess.(boundedDirected); ok {
+		return b.AddDirectedMax(j, available, m.directedLimit())
+	}
+	sess.AddDirected(j, available)
+	return true
 }
 
 // isRemote reports whether a JID string is on another domain and there
@@ -59,10 +106,14 @@ var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b 
 
 // reply sends the error for st back to sess.
 func (m *Service) reply(sess Session, st *stanza.Stanza, cond stanza.Condition, text string) {
+	// RFC 6120 §8.3.1: from the address the stanza was sent to, or from
+	// the domain when that is not a JID the sender could parse.
 	from := m.Domain
 	if st.To != nil {
 		if v, err := stanza.Unescape(st.To); err == nil {
-			from = v
+			if _, err := jid.Parse(v); err == nil {
+				from = v
+			}
 		}
 	}
 	b := scratch.Get().(*[]byte)

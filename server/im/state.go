@@ -69,6 +69,26 @@ func (s *State) AddDirected(j jid.JID, available bool) {
 	s.directed[j] = struct{}{}
 }
 
+// AddDirectedMax is AddDirected with a bound on the set: it refuses (and
+// reports false) a new available target when max targets are already
+// recorded. Removing a target, or re-sending to a known one, always works.
+func (s *State) AddDirectedMax(j jid.JID, available bool, max int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !available {
+		delete(s.directed, j)
+		return true
+	}
+	if _, ok := s.directed[j]; !ok && len(s.directed) >= max {
+		return false
+	}
+	if s.directed == nil {
+		s.directed = make(map[jid.JID]struct{})
+	}
+	s.directed[j] = struct{}{}
+	return true
+}
+
 // TakeDirected returns and forgets the JIDs that got directed presence.
 func (s *State) TakeDirected() []jid.JID {
 	s.mu.Lock()

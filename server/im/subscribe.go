@@ -216,6 +216,18 @@ func (m *Service) inbound(tx *storage.Tx, recipient, sender jid.JID, typ string,
 		if err != nil || pending {
 			return err // asked before: not delivered twice
 		}
+		// A peer (another domain above all) could otherwise fill the
+		// store with requests nobody answers: beyond the bound they are
+		// dropped, as if lost on the way (RFC 6121 §3.1.3 lets the
+		// server keep or not).
+		n, err := tx.PendingInCount(r)
+		if err != nil {
+			return err
+		}
+		if n >= m.pendingLimit() {
+			m.Log.Debug("im: subscription request dropped: too many pending", "user", r, "from", s, "pending", n)
+			return nil
+		}
 		if err := tx.SetPendingIn(r, s, b); err != nil {
 			return err
 		}

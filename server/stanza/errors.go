@@ -109,7 +109,7 @@ func AppendErrorFor(dst []byte, kind Kind, id []byte, to, from string, cond Cond
 	dst = append(dst, " type='error'"...)
 	if id != nil {
 		dst = append(dst, " id='"...)
-		dst = append(dst, id...)
+		dst = AppendRawAttr(dst, id)
 		dst = append(dst, '\'')
 	}
 	dst = appendAddrs(dst, to, from)
@@ -132,7 +132,7 @@ func AppendErrorFor(dst []byte, kind Kind, id []byte, to, from string, cond Cond
 // nil gives an empty result.
 func AppendIQResult(dst []byte, id []byte, to, from string, payload []byte) []byte {
 	dst = append(dst, "<iq type='result' id='"...)
-	dst = append(dst, id...)
+	dst = AppendRawAttr(dst, id)
 	dst = append(dst, '\'')
 	dst = appendAddrs(dst, to, from)
 	if payload == nil {

@@ -98,7 +98,7 @@ func AppendForward(dst []byte, st *Stanza, from string, lang string) []byte {
 		dst = append(dst, " xmlns:"...)
 		dst = append(dst, ns.Prefix...)
 		dst = append(dst, "='"...)
-		dst = append(dst, ns.URI...)
+		dst = AppendRawAttr(dst, ns.URI)
 		dst = append(dst, '\'')
 	}
 	if lang != "" && st.langAttr < 0 {
@@ -131,6 +131,26 @@ func AppendEscaped(dst []byte, s string) []byte {
 			dst = append(dst, "&lt;"...)
 		case '>':
 			dst = append(dst, "&gt;"...)
+		case '\'':
+			dst = append(dst, "&apos;"...)
+		case '"':
+			dst = append(dst, "&quot;"...)
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
+// AppendRawAttr appends a raw attribute value as the scanner left it
+// (still escaped: entity and character references intact, no '<') so that
+// it is safe inside single or double quotes. A value scanned from
+// id="it's" holds a raw apostrophe, which would end a value written in
+// single quotes (XML 1.0 §2.3, AttValue); both quotes are escaped, all
+// else is copied as is so references keep their meaning.
+func AppendRawAttr(dst, raw []byte) []byte {
+	for _, c := range raw {
+		switch c {
 		case '\'':
 			dst = append(dst, "&apos;"...)
 		case '"':
