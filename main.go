@@ -44,6 +44,7 @@ import (
 	"roost/devices/simulator"
 	"roost/server"
 	"roost/server/control"
+	"roost/server/logrepeat"
 	"roost/server/sysservice"
 	"roost/storage"
 )
@@ -194,6 +195,9 @@ func cmdRun(args []string, stderr io.Writer) error {
 
 // serve runs the server until stop is closed.
 func serve(cfg *server.Config, log *slog.Logger, stop <-chan struct{}) error {
+	// A flood (of refused connections, failed handshakes) must not fill
+	// the disk with one line repeated: limits.log_repeats_per_minute.
+	log = slog.New(logrepeat.New(log.Handler(), cfg.Limits.LogRepeatsPerMinute))
 	srv := server.New(cfg, log)
 	start := time.Now()
 	if err := srv.Start(); err != nil {

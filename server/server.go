@@ -23,6 +23,7 @@ import (
 	"github.com/xdg-go/scram"
 
 	"roost/server/c2s"
+	"roost/server/control"
 	"roost/server/im"
 	"roost/server/jid"
 	"roost/server/router"
@@ -104,7 +105,8 @@ func (s *Server) Start() (err error) {
 	tlsCfg := certs.ServerConfig(cert)
 	s.router = router.New()
 	s.im = &im.Service{Domain: cfg.Domain, Store: s.store, Router: s.router, Log: s.log,
-		RosterLimit: cfg.Limits.RosterItems, OfflineQuota: cfg.Limits.OfflineMessages}
+		RosterLimit: cfg.Limits.RosterItems, OfflineQuota: cfg.Limits.OfflineMessages,
+		DirectedPresences: cfg.Limits.DirectedPresences, PendingSubscriptions: cfg.Limits.PendingSubscriptions}
 	s.env = &c2s.Env{
 		Domain:      cfg.Domain,
 		TLS:         tlsCfg,
@@ -112,17 +114,27 @@ func (s *Server) Start() (err error) {
 		Limits: xmlscan.Limits{
 			MaxElementBytes: cfg.Limits.StanzaBytes,
 			MaxDepth:        cfg.Limits.MaxDepth,
+			// One budget for the partial stanzas of every client
+			// connection: many connections each holding an unfinished
+			// large stanza cannot take more than this together.
+			Budget: xmlscan.NewBudget(int64(cfg.Limits.PartialStanzaBytes)),
 		},
-		AuthTimeout:     cfg.Limits.AuthTimeout.D(),
-		WriteTimeout:    cfg.Limits.WriteTimeout.D(),
-		QueueBytes:      cfg.Limits.OutboundQueueBytes,
-		SessionsPerUser: cfg.Limits.SessionsPerUser,
-		Auth:            authenticator{s.store},
-		Router:          s.router,
-		Handler:         s,
-		Limiter:         c2s.NewAuthLimiter(cfg.Limits.AuthFailuresPerMinute),
-		Log:             s.log,
+		PreauthStanzaBytes: cfg.Limits.PreauthStanzaBytes,
+		AuthTimeout:        cfg.Limits.AuthTimeout.D(),
+		WriteTimeout:       cfg.Limits.WriteTimeout.D(),
+		QueueBytes:         cfg.Limits.OutboundQueueBytes,
+		SessionsPerUser:    cfg.Limits.SessionsPerUser,
+		Auth:               authenticator{s.store},
+		Router:             s.router,
+		Handler:            s,
+		Limiter:            c2s.NewAuthLimiter(cfg.Limits.AuthFailuresPerMinute, cfg.Limits.AuthFailuresPerAccount),
+		Log:                s.log,
 	}
+	type c2sListener struct {
+		ln     net.Listener
+		direct bool
+	}
+	var c2sListeners []c2sListener
 	for _, l := range []struct {
 		addr   string
 		direct bool
@@ -135,19 +147,26 @@ func (s *Server) Start() (err error) {
 			return fmt.Errorf("listen on %s: %w", l.addr, err)
 		}
 		s.listeners = append(s.listeners, ln)
-		s.log.Info("listening", "addr", ln.Addr().String(), "direct_tls", l.direct)
-		s.wg.Add(1)
-		go s.accept(ln, l.direct)
+		c2sListeners = append(c2sListeners, c2sListener{ln, l.direct})
 	}
 	if err := s.startFederation(tlsCfg); err != nil {
 		return err
 	}
+	s.startUplink()
 	if err := s.startControl(); err != nil {
 		return err
 	}
-	s.startUplink()
 	s.stopTrim = make(chan struct{})
 	go s.trimMemory(s.stopTrim)
+	// Clients are accepted last: their goroutines read s.s2s, s.uplink
+	// and s.im.Remote, which must be set before the first one starts.
+	// (The sockets were opened first so that a busy port fails Start
+	// before anything else runs; connections wait in the backlog.)
+	for _, l := range c2sListeners {
+		s.log.Info("listening", "addr", l.ln.Addr().String(), "direct_tls", l.direct)
+		s.wg.Add(1)
+		go s.accept(l.ln, l.direct)
+	}
 	return nil
 }
 
@@ -167,6 +186,10 @@ func (s *Server) CertPath() string { return s.certPath }
 // Store is the server's open store.
 func (s *Server) Store() *storage.Store { return s.store }
 
+// PartialStanzaBytes is how much of limits.partial_stanza_bytes the
+// client connections' read buffers hold now.
+func (s *Server) PartialStanzaBytes() int64 { return s.env.Limits.Budget.Used() }
+
 // Sessions is how many resources are bound right now.
 func (s *Server) Sessions() int { return s.router.Count() }
 
@@ -183,9 +206,12 @@ func (s *Server) accept(ln net.Listener, direct bool) {
 			continue
 		}
 		ip := hostOnly(nc.RemoteAddr())
-		if !s.track(nc, ip) {
-			s.log.Warn("refusing connection: too many from this address", "remote", ip)
-			nc.Write(stanza.AppendStreamError([]byte("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"), stanza.StreamPolicyViolation, "too many connections from your address"))
+		if why := s.track(nc, ip); why != "" {
+			s.log.Warn("refusing connection: "+why, "remote", ip)
+			if !direct { // the XEP-0368 port speaks TLS first: no plaintext XML there
+				nc.SetWriteDeadline(time.Now().Add(time.Second))
+				nc.Write(stanza.AppendStreamError([]byte("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"), stanza.StreamPolicyViolation, why))
+			}
 			nc.Close()
 			continue
 		}
@@ -206,18 +232,24 @@ func hostOnly(a net.Addr) string {
 	return h
 }
 
-// track admits a connection unless its address is over
-// limits.connections_per_ip or the server is shutting down.
-func (s *Server) track(nc net.Conn, ip string) bool {
+// track admits a connection unless the server is at limits.connections,
+// its address is at limits.connections_per_ip, or the server is shutting
+// down; it returns why it refused ("" when it admitted).
+func (s *Server) track(nc net.Conn, ip string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing || s.perIP[ip] >= s.cfg.Limits.ConnectionsPerIP {
-		return false
+	switch {
+	case s.closing:
+		return "the server is shutting down"
+	case len(s.conns) >= s.cfg.Limits.Connections:
+		return "the server has too many connections"
+	case s.perIP[ip] >= s.cfg.Limits.ConnectionsPerIP:
+		return "too many connections from your address"
 	}
 	s.perIP[ip]++
 	s.conns[nc] = struct{}{}
 	s.churn.Add(1)
-	return true
+	return ""
 }
 
 func (s *Server) untrack(nc net.Conn, ip string) {
@@ -272,6 +304,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-done:
 		case <-ctx.Done():
 			s.log.Warn("shutdown: connections still open", "err", ctx.Err())
+		}
+	}
+	if cl, ok := s.control.(*control.Listener); ok {
+		// Control requests (user.add, backup) use the store: let the
+		// running ones finish before it closes.
+		if err := cl.Wait(ctx); err != nil {
+			s.log.Warn("shutdown", "err", err)
 		}
 	}
 	if s.s2s != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"time"
@@ -47,26 +48,31 @@ func (c *Conn) bindIQ(tok *xmlscan.Token) (*Session, error) {
 	if err != nil {
 		return nil, c.write(stanza.AppendError(nil, &st, "", c.env.Domain, stanza.BadRequest, "the resource is not a valid resourcepart (RFC 7622)"))
 	}
-	bare := []byte(full.Bare().String())
-	if n := len(c.env.Router.Sessions(bare)); n >= c.env.SessionsPerUser && c.env.Router.Session(bare, []byte(full.Resource())) == nil {
-		return nil, c.write(stanza.AppendError(nil, &st, "", c.env.Domain, stanza.ResourceConstraint, "this account has reached its limit of simultaneous sessions"))
-	}
-	s := newSession(c.env, full, c.lang, c.nc)
+	// Everything the session holds is set before it becomes routable:
+	// from then on other goroutines deliver to it (and may log through
+	// it when it reads too slowly).
+	log := c.log.With("jid", full.String())
+	s := newSession(c.env, full, c.lang, c.nc, log)
 	result := append([]byte(nil), "<iq type='result' id='"...)
 	result = stanza.AppendEscaped(result, req.ID)
 	result = append(result, "'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>"...)
 	result = stanza.AppendEscaped(result, s.full)
 	result = append(result, "</jid></bind></iq>"...)
 	// Routable before the client hears it is bound: anything sent to the
-	// new full JID once the client announced it must find it.
-	if old := c.env.Router.Bind(s); old != nil {
-		if o, ok := old.(*Session); ok {
-			o.Close(stanza.StreamConflict, "replaced by a new session for the same resource")
-		}
+	// new full JID once the client announced it must find it. The limit
+	// on sessions per user is checked in the same step (RFC 6120
+	// §7.6.2.1: resource-constraint).
+	old, ok := c.env.Router.BindLimit(s, c.env.SessionsPerUser)
+	if !ok {
+		// s was never routable and its queue never started a writer:
+		// dropping it leaves nothing behind.
+		return nil, c.write(stanza.AppendError(nil, &st, "", c.env.Domain, stanza.ResourceConstraint, "this account has reached its limit of simultaneous sessions"))
+	}
+	if o, ok := old.(*Session); ok {
+		o.Close(stanza.StreamConflict, "replaced by a new session for the same resource")
 	}
 	s.q.Push(result)
-	c.log = c.log.With("jid", s.full)
-	s.log = c.log
+	c.log = log
 	c.log.Debug("c2s: bound")
 	return s, nil
 }
@@ -98,6 +104,11 @@ func (c *Conn) runBound(s *Session) {
 			break
 		}
 		if tok.Kind == xmlscan.KindClose {
+			s.Close("", "")
+			break
+		}
+		if isStreamError(tok) {
+			c.logPeerError(tok)
 			s.Close("", "")
 			break
 		}
@@ -147,8 +158,8 @@ func (c *Conn) endBound(s *Session, err error) {
 	}
 }
 
-func newSession(env *Env, full jid.JID, lang string, nc net.Conn) *Session {
-	s := &Session{env: env, jid: full, full: full.String(), lang: lang, remote: nc.RemoteAddr(), log: env.Log}
+func newSession(env *Env, full jid.JID, lang string, nc net.Conn, log *slog.Logger) *Session {
+	s := &Session{env: env, jid: full, full: full.String(), lang: lang, remote: nc.RemoteAddr(), log: log}
 	s.q = outq.New(nc, env.QueueBytes, env.WriteTimeout, func() {
 		s.log.Warn("c2s: dropping slow reader", "jid", s.full)
 		s.Close(stanza.StreamPolicyViolation, queueOverflowText)
@@ -161,6 +172,6 @@ func newSession(env *Env, full jid.JID, lang string, nc net.Conn) *Session {
 // transports that authenticate in their own way and for benchmarks; the
 // caller binds it in the router and feeds it with Receive.
 func NewLocalSession(env *Env, full jid.JID, nc net.Conn) *Session {
-	s := newSession(env, full, "", nc)
+	s := newSession(env, full, "", nc, env.Log.With("jid", full.String()))
 	return s
 }

@@ -68,19 +68,23 @@ type Handler interface {
 // Env is what every client connection shares: the server's settings and
 // the parts it talks to.
 type Env struct {
-	Domain          string
-	TLS             *tls.Config // nil: no STARTTLS offered
-	TLSRequired     bool
-	Limits          xmlscan.Limits
-	AuthTimeout     time.Duration
-	WriteTimeout    time.Duration
-	QueueBytes      int
-	SessionsPerUser int
-	Auth            Authenticator
-	Router          *router.Router
-	Handler         Handler
-	Limiter         *AuthLimiter
-	Log             *slog.Logger
+	Domain      string
+	TLS         *tls.Config // nil: no STARTTLS offered
+	TLSRequired bool
+	Limits      xmlscan.Limits // after authentication; Limits.Budget is shared by all connections
+	// PreauthStanzaBytes bounds an element before SASL succeeds
+	// (limits.preauth_stanza_bytes; 0: Limits.MaxElementBytes): an
+	// unauthenticated peer cannot make the server hold a large stanza.
+	PreauthStanzaBytes int
+	AuthTimeout        time.Duration
+	WriteTimeout       time.Duration
+	QueueBytes         int
+	SessionsPerUser    int
+	Auth               Authenticator
+	Router             *router.Router
+	Handler            Handler
+	Limiter            *AuthLimiter
+	Log                *slog.Logger
 }
 
 // Conn is one client connection from accept until bound.
@@ -142,9 +146,14 @@ func Serve(env *Env, nc net.Conn, directTLS bool) {
 	c.runBound(sess)
 }
 
+// finishUnbound ends a connection that never bound a session. The stream
+// may have ended anywhere from the TLS handshake on the XEP-0368 port (no
+// scanner yet, nothing to say in XML) to resource binding.
 func (c *Conn) finishUnbound(err error) {
 	defer c.nc.Close()
-	defer c.scan.Release()
+	if c.scan != nil {
+		defer c.scan.Release()
+	}
 	var se *streamError
 	var xe *xmlscan.Error
 	switch {
@@ -175,6 +184,9 @@ func (c *Conn) write(b []byte) error {
 // writeStreamError sends (a header first if none was sent, as RFC 6120
 // §4.9.1.2 asks) the stream error and the closing tag.
 func (c *Conn) writeStreamError(cond stanza.StreamCondition, text string) {
+	if c.directTLS && !c.secure {
+		return // the XEP-0368 port speaks TLS first: no plaintext XML
+	}
 	b := c.wbuf[:0]
 	if !c.sentHead {
 		b = c.appendHeader(b)
@@ -216,13 +228,19 @@ func (c *Conn) negotiate() (*Session, error) {
 		err := tc.HandshakeContext(ctx)
 		cancel()
 		if err != nil {
+			// Nothing can be said to a peer without TLS on this port:
+			// the connection just closes (errGone).
 			c.log.Debug("c2s: TLS handshake failed", "err", err)
-			return nil, nil
+			return nil, errGone
 		}
 		c.nc = tc
 		c.secure = true
 	}
-	c.scan = xmlscan.New(c.nc, env.Limits)
+	lim := env.Limits
+	if env.PreauthStanzaBytes > 0 && env.PreauthStanzaBytes < lim.MaxElementBytes {
+		lim.MaxElementBytes = env.PreauthStanzaBytes
+	}
+	c.scan = xmlscan.New(c.nc, lim)
 	for {
 		if err := c.readHeader(); err != nil {
 			return nil, err
@@ -273,10 +291,25 @@ func (c *Conn) readHeader() error {
 	if d, err := jid.Parse(string(to)); err != nil || d.Domain() != c.env.Domain || d.Local() != "" || d.Resource() != "" {
 		return fail(stanza.StreamHostUnknown, "this server serves %s", c.env.Domain)
 	}
-	if lang, ok := tok.Attr("xml:lang"); ok && len(lang) <= 35 {
+	if lang, ok := tok.Attr("xml:lang"); ok && isLangTag(lang) {
 		c.lang = string(lang)
 	}
 	return c.write(c.appendHeader(c.wbuf[:0]))
+}
+
+// isLangTag accepts what a BCP 47 language tag is made of (letters,
+// digits and hyphens, at most 35 bytes, RFC 6120 §4.7.4): anything else
+// is not kept, so the value is copied onto stanzas as is without escaping.
+func isLangTag(v []byte) bool {
+	if len(v) == 0 || len(v) > 35 {
+		return false
+	}
+	for _, c := range v {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func parseVersion(v []byte) (int, bool) {
@@ -329,6 +362,9 @@ func (c *Conn) featuresAndNegotiate() (restart bool, sess *Session, err error) {
 		}
 		space, local := string(tok.Space), string(tok.Local)
 		switch {
+		case isStreamError(&tok):
+			c.logPeerError(&tok)
+			return false, nil, errClosed
 		case space == NSTLS && local == "starttls":
 			if !offerTLS {
 				c.write([]byte("<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>"))
@@ -357,6 +393,22 @@ func (c *Conn) featuresAndNegotiate() (restart bool, sess *Session, err error) {
 			return false, nil, fail(stanza.StreamUnsupportedStanzaType, "<%s xmlns='%s'> is not understood here", local, space)
 		}
 	}
+}
+
+// isStreamError reports whether tok is a <stream:error/> the client sent.
+func isStreamError(tok *xmlscan.Token) bool {
+	return string(tok.Local) == "error" && string(tok.Space) == NSStream
+}
+
+// logPeerError notes a client's own stream error. RFC 6120 §4.9.1.1: the
+// stream is closed after it, so we answer with our closing tag only,
+// never with a stream error of our own.
+func (c *Conn) logPeerError(tok *xmlscan.Token) {
+	cond := ""
+	if len(tok.ChildLocal) > 0 {
+		cond = string(tok.ChildLocal)
+	}
+	c.log.Debug("c2s: the client ended the stream with a stream error", "condition", cond)
 }
 
 // startTLS answers <proceed/>, drops every byte received so far (bytes

@@ -3,6 +3,7 @@ package c2s
 import (
 	"bytes"
 	"encoding/base64"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +20,13 @@ const maxAuthFailures = 5
 
 // saslState is a SASL exchange in progress on one stream.
 type saslState struct {
+	// The attempt's claims on the AuthLimiter: it took a token from its
+	// address's bucket (always, once started) and maybe from its
+	// account's; both go back only when the login succeeds.
+	addrTaken    bool
+	account      string // the account the attempt named, once known
+	accountTaken bool
+
 	mech  string
 	conv  *scram.ServerConversation
 	user  string // prepared localpart, once known
@@ -31,11 +39,15 @@ type saslState struct {
 func (c *Conn) sasl(tok *xmlscan.Token) (done bool, err error) {
 	switch string(tok.Local) {
 	case "auth":
-		if d := c.env.Limiter.Delay(c.ip); d > 0 {
-			time.Sleep(d)
+		// The token is taken before anything is checked: that is what
+		// bounds parallel guessing from one address.
+		c.saslState = saslState{}
+		wait, ok := c.env.Limiter.Begin(c.ip)
+		if !ok {
+			return false, c.saslRefused(wait, "too many failed logins from your address")
 		}
 		mech, _ := tok.Attr("mechanism")
-		c.saslState = saslState{mech: string(mech)}
+		c.saslState = saslState{mech: string(mech), addrTaken: true}
 		data, ok := saslData(tok)
 		if !ok {
 			return false, c.saslFailure("incorrect-encoding", true)
@@ -125,6 +137,9 @@ func (c *Conn) plain(msg []byte) (bool, error) {
 	if !c.authzOK(string(parts[0]), local) {
 		return false, c.saslFailure("invalid-authzid", true)
 	}
+	if refused, err := c.claimAccount(local); refused {
+		return false, err
+	}
 	ok, err := c.env.Auth.CheckPassword(local, password)
 	if err != nil {
 		c.log.Error("c2s: password check failed", "err", err)
@@ -204,6 +219,13 @@ func (c *Conn) scramStep(data []byte) (bool, error) {
 		}
 		return false, c.saslFailure("not-authorized", true)
 	}
+	if first && c.saslState.user != "" {
+		// The account is known from the client-first message; its
+		// proof is checked in the next step.
+		if refused, err := c.claimAccount(c.saslState.user); refused {
+			return false, err
+		}
+	}
 	if !conv.Done() {
 		return false, c.write(saslElement("challenge", []byte(out)))
 	}
@@ -230,10 +252,15 @@ func (c *Conn) saslSuccess(local string, additional []byte) (bool, error) {
 		return false, err
 	}
 	c.log.Info("c2s: authenticated", "user", local, "mechanism", c.saslState.mech)
+	if st := c.saslState; st.addrTaken {
+		c.env.Limiter.Succeeded(c.ip, local, st.accountTaken && st.account == local)
+	}
 	c.saslState = saslState{}
 	c.authed = local
 	c.sentHead = false
 	c.scan.Reset(c.nc)
+	// Authenticated: the stream may now carry full-size stanzas.
+	c.scan.SetMaxElementBytes(c.env.Limits.MaxElementBytes)
 	return true, nil
 }
 
@@ -249,19 +276,62 @@ func saslElement(name string, data []byte) []byte {
 	return b
 }
 
-// saslFailure answers <failure/> with cond (RFC 6120 §6.5). A counted
-// failure is a wrong credential: it is charged to the source address and
-// to the stream, which is closed after maxAuthFailures.
+// saslFailure answers <failure/> with cond (RFC 6120 §6.5). Every
+// attempt already spent its address's token in sasl; a counted failure is
+// a wrong credential: it also marks the address as having failed for the
+// account (AuthLimiter.Failed) and counts towards the stream's
+// maxAuthFailures, after which the stream is closed.
 func (c *Conn) saslFailure(cond string, counted bool) error {
+	st := c.saslState
 	c.saslState = saslState{}
 	if counted {
 		c.failures++
-		c.env.Limiter.Fail(c.ip)
+		if st.account != "" {
+			c.env.Limiter.Failed(c.ip, st.account)
+		}
 		c.log.Info("c2s: authentication failed", "condition", cond)
 	}
+	return c.writeFailure(cond, "")
+}
+
+// claimAccount charges the attempt to the account it names (see
+// AuthLimiter.Account). When the attempt is refused it answers the
+// refusal and reports refused, with the error that ends the stream if any.
+func (c *Conn) claimAccount(local string) (refused bool, err error) {
+	wait, taken, ok := c.env.Limiter.Account(c.ip, local)
+	if !ok {
+		return true, c.saslRefused(wait, "too many failed logins to this account from your address")
+	}
+	c.saslState.account = local
+	c.saslState.accountTaken = taken
+	return false, nil
+}
+
+// saslRefused answers an attempt the AuthLimiter refused before checking
+// anything: <temporary-auth-failure/> with when to try again (RFC 6120
+// §6.5.12: the client may retry later). Clients treat it as a failed
+// mechanism (slixmpp tries its next one, then gives up), so it counts
+// towards the stream's maxAuthFailures.
+func (c *Conn) saslRefused(wait time.Duration, why string) error {
+	c.saslState = saslState{}
+	c.failures++
+	secs := int((wait + time.Second - 1) / time.Second)
+	c.log.Info("c2s: login refused by the rate limit", "retry_after_s", secs)
+	return c.writeFailure("temporary-auth-failure", why+"; try again in "+strconv.Itoa(secs)+"s")
+}
+
+// writeFailure writes <failure/> with cond and an optional text, and
+// ends the stream once it has seen maxAuthFailures.
+func (c *Conn) writeFailure(cond, text string) error {
 	b := append(c.wbuf[:0], "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><"...)
 	b = append(b, cond...)
-	b = append(b, "/></failure>"...)
+	b = append(b, "/>"...)
+	if text != "" {
+		b = append(b, "<text xml:lang='en'>"...)
+		b = stanza.AppendEscaped(b, text)
+		b = append(b, "</text>"...)
+	}
+	b = append(b, "</failure>"...)
 	if err := c.write(b); err != nil {
 		return err
 	}

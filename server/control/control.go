@@ -8,6 +8,7 @@ package control
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -42,8 +44,52 @@ type Response struct {
 // Handler executes a request.
 type Handler func(Request) Response
 
+// Listener is the control socket. Closing it stops accepting; Wait then
+// blocks until every request that was being handled has finished, so a
+// server can close its store only after the last handler using it.
+type Listener struct {
+	net.Listener
+	mu       sync.Mutex
+	handlers sync.WaitGroup
+	closed   bool
+}
+
+// Close stops accepting requests. Requests being handled go on; see Wait.
+func (l *Listener) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	return l.Listener.Close()
+}
+
+// start registers a handler about to run; false once l is closed (the
+// connection is then dropped unanswered).
+func (l *Listener) start() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.handlers.Add(1)
+	return true
+}
+
+// Wait blocks until the requests being handled have finished, or ctx
+// ends. Call it after Close.
+func (l *Listener) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { l.handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("control: requests still running: %w", ctx.Err())
+	}
+}
+
 // Listen creates the socket at path with owner-only permissions. A stale
 // socket left by a crashed server is replaced; a live one is an error.
+// The listener is a *Listener.
 func Listen(path string) (net.Listener, error) {
 	if _, err := os.Stat(path); err == nil {
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
@@ -62,11 +108,14 @@ func Listen(path string) (net.Listener, error) {
 		l.Close()
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
-	return l, nil
+	return &Listener{Listener: l}, nil
 }
 
-// Serve answers requests on l until it is closed.
+// Serve answers requests on l until it is closed. When l is a *Listener
+// (as Listen returns) each request runs under its wait group, so
+// (*Listener).Wait can tell when the last one is done.
 func Serve(l net.Listener, h Handler, log *slog.Logger) {
+	cl, _ := l.(*Listener)
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -75,7 +124,14 @@ func Serve(l net.Listener, h Handler, log *slog.Logger) {
 			}
 			return
 		}
+		if cl != nil && !cl.start() {
+			c.Close()
+			return
+		}
 		go func() {
+			if cl != nil {
+				defer cl.handlers.Done()
+			}
 			defer c.Close()
 			c.SetDeadline(time.Now().Add(30 * time.Second))
 			var req Request

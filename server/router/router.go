@@ -69,19 +69,43 @@ func (r *Router) shardFor(bare []byte) *shard {
 // already bound it is removed and returned, so the caller can close it
 // with a <conflict/> stream error (RFC 6120 §7.7.2.2).
 func (r *Router) Bind(s Session) (replaced Session) {
+	replaced, _ = r.BindLimit(s, 0)
+	return replaced
+}
+
+// BindLimit is Bind for a user allowed at most limit sessions at once
+// (limits.sessions_per_user; 0: no limit). When the user already has
+// limit sessions and s replaces none of them, s is not bound and ok is
+// false. The check and the bind happen under the user's shard lock, so
+// two binds at the same moment cannot both pass the check.
+func (r *Router) BindLimit(s Session, limit int) (replaced Session, ok bool) {
 	j := s.JID()
 	bare := j.Bare().String()
 	sh := r.shardFor([]byte(bare))
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	e := sh.users[bare]
+	var old []Session
+	if e != nil {
+		if p := e.sessions.Load(); p != nil {
+			old = *p
+		}
+	}
+	if limit > 0 && len(old) >= limit {
+		same := false
+		for _, o := range old {
+			if o.JID().Equal(j) {
+				same = true
+				break
+			}
+		}
+		if !same {
+			return nil, false
+		}
+	}
 	if e == nil {
 		e = &entry{}
 		sh.users[bare] = e
-	}
-	var old []Session
-	if p := e.sessions.Load(); p != nil {
-		old = *p
 	}
 	next := make([]Session, 0, len(old)+1)
 	for _, o := range old {
@@ -96,7 +120,7 @@ func (r *Router) Bind(s Session) (replaced Session) {
 	if replaced == nil {
 		r.count.Add(1)
 	}
-	return replaced
+	return replaced, true
 }
 
 // Unbind removes s from the table; it does nothing when s is not bound
