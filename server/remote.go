@@ -44,7 +44,9 @@ func (s *Server) startFederation(tlsCfg *tls.Config) error {
 	}
 	s.s2s = s2s.New(s2s.Config{
 		Domain: s.cfg.Domain, Secret: s.store.Secret(), Routes: s.cfg.S2S.Routes, TLS: tlsCfg, Roots: roots,
-		Limits: xmlscan.Limits{MaxElementBytes: s.cfg.Limits.StanzaBytes, MaxDepth: s.cfg.Limits.MaxDepth},
+		Limits:     xmlscan.Limits{MaxElementBytes: s.cfg.Limits.StanzaBytes, MaxDepth: s.cfg.Limits.MaxDepth},
+		MaxInbound: s.cfg.S2S.MaxInbound, MaxOutbound: s.cfg.S2S.MaxOutbound,
+		IdleTimeout: s.cfg.S2S.IdleTimeout.D(), QueueBytes: s.cfg.S2S.QueueBytes,
 	}, s, s.log)
 	s.im.Remote = s.sendRemote
 	s.log.Info("listening", "addr", ln.Addr().String(), "s2s", true)
@@ -59,7 +61,7 @@ func (s *Server) startUplink() {
 		return
 	}
 	s.uplink = uplink.New(uplink.Config{
-		Address: u.Address, Domain: s.cfg.Domain, Secret: u.Secret, QueueMessages: u.QueueMessages,
+		Address: u.Address, Domain: s.cfg.Domain, Secret: u.Secret, QueueMessages: u.QueueMessages, QueueBytes: u.QueueBytes,
 		Limits: xmlscan.Limits{MaxElementBytes: s.cfg.Limits.StanzaBytes, MaxDepth: s.cfg.Limits.MaxDepth},
 	}, s, s.log)
 	s.im.Remote = s.sendRemote
@@ -90,8 +92,9 @@ func (s *Server) toRemote(sess im.Session, st *stanza.Stanza, stamped []byte, t 
 			if len(t.resource) > 0 {
 				addr += "/" + string(t.resource)
 			}
-			if j, err := jid.Parse(addr); err == nil {
-				sess.AddDirected(j, len(st.Type) == 0)
+			if j, err := jid.Parse(addr); err == nil && !s.im.AddDirected(sess, j, len(st.Type) == 0) {
+				s.bounce(sess, st, stanza.ResourceConstraint, directedFullText)
+				return
 			}
 		}
 	}
@@ -172,7 +175,11 @@ func (s *Server) Undeliverable(b []byte, cond stanza.Condition, text string) {
 	if err != nil || j.Domain() != s.cfg.Domain {
 		return
 	}
-	reply := stanza.AppendErrorFor(nil, kind, []byte(get("id")), from, to, cond, cond.DefaultType(), text)
+	var id []byte // AppendErrorFor takes the id as scanned: escape it again
+	if _, _, ok := findAttr(b, "id"); ok {
+		id = stanza.AppendEscaped([]byte{}, get("id"))
+	}
+	reply := stanza.AppendErrorFor(nil, kind, id, from, to, cond, cond.DefaultType(), text)
 	if r := s.router.Session([]byte(j.Bare().String()), []byte(j.Resource())); r != nil {
 		r.Deliver(reply)
 	}
@@ -180,17 +187,68 @@ func (s *Server) Undeliverable(b []byte, cond stanza.Condition, text string) {
 
 // fromRemote routes a stanza from another domain. The remote sender is
 // represented by a session whose Deliver goes back out.
+//
+// The uplink and s2s streams already end a stream that sends a malformed
+// address (improper-addressing), speaks for our domain or one it did not
+// authenticate (invalid-from) or writes to another domain (host-unknown),
+// RFC 6120 §4.9.3. This is the second line of that rule, on the prepared
+// addresses the router acts on (RFC 7622 §3.2): a stanza whose from is our
+// own domain in any spelling (alice@LOCALHOST/x, alice@localhost.) would
+// otherwise be taken for alice's own, and one whose to is not ours would
+// be relayed. Such a stanza is dropped and logged, never routed.
 func (s *Server) fromRemote(st *stanza.Stanza) {
-	from, err := stanza.Unescape(st.From)
-	if err != nil {
+	from, to, ok := remoteAddrs(st)
+	if !ok || to.Domain() != s.cfg.Domain || from.Domain() == s.cfg.Domain {
+		s.log.Warn("remote: dropped a stanza with a malformed or spoofed address", "from", string(st.From), "to", string(st.To))
 		return
 	}
-	j, err := jid.Parse(from)
-	if err != nil {
-		return
+	raw := forwardFromRemote(st, from)
+	s.Route(&remoteSession{jid: from, link: s}, st, raw)
+}
+
+// remoteAddrs prepares a remote stanza's from and to; ok is false when
+// either is missing or not a JID.
+func remoteAddrs(st *stanza.Stanza) (from, to jid.JID, ok bool) {
+	f, err := stanza.Unescape(st.From)
+	if err != nil || f == "" {
+		return from, to, false
 	}
-	raw := withoutStreamNS(st.Tok)
-	s.Route(&remoteSession{jid: j, link: s}, st, raw)
+	t, err := stanza.Unescape(st.To)
+	if err != nil || t == "" {
+		return from, to, false
+	}
+	if from, err = jid.Parse(f); err != nil {
+		return from, to, false
+	}
+	if to, err = jid.Parse(t); err != nil {
+		return from, to, false
+	}
+	return from, to, true
+}
+
+// forwardFromRemote is a remote stanza as a client stream may carry it
+// (RFC 6120 §8.1.2.1): from in prepared form, the namespace prefixes it
+// uses from the peer's stream header re-declared (stanza.AppendForward),
+// and an explicit server or component namespace declaration dropped, so
+// that the stanza inherits jabber:client from the client's stream.
+func forwardFromRemote(st *stanza.Stanza, from jid.JID) []byte {
+	out := stanza.AppendForward(make([]byte, 0, len(st.Tok.Raw)+64), st, from.String(), "")
+	if a, e, ok := findAttr(out, "xmlns"); ok {
+		switch v := out[a:e]; {
+		case isNSAttr(v, uplink.NS), isNSAttr(v, s2s.NSServer), isNSAttr(v, "jabber:client"):
+			for a > 0 && (out[a-1] == ' ' || out[a-1] == '\t' || out[a-1] == '\n' || out[a-1] == '\r') {
+				a--
+			}
+			out = append(out[:a], out[e:]...)
+		}
+	}
+	return out
+}
+
+// isNSAttr reports whether attr, a whole xmlns='…' text, declares ns.
+func isNSAttr(attr []byte, ns string) bool {
+	i := bytes.IndexAny(attr, "'\"")
+	return i >= 0 && len(attr) >= i+2 && string(attr[i+1:len(attr)-1]) == ns
 }
 
 // LinkUp re-sends presence to remote contacts (uplink.Inbound).
@@ -264,29 +322,6 @@ func findAttr(b []byte, name string) (start, end int, ok bool) {
 		}
 	}
 	return 0, 0, false
-}
-
-// withoutStreamNS is the element as a client stream may carry it: an
-// explicit server or component namespace declaration dropped (the
-// stanza then inherits jabber:client from the client's stream).
-func withoutStreamNS(tok *xmlscan.Token) []byte {
-	raw := tok.Raw
-	for _, a := range tok.Attrs {
-		if string(a.Name) != "xmlns" {
-			continue
-		}
-		switch string(a.Value) {
-		case uplink.NS, "jabber:server", "jabber:client":
-			start := a.Start
-			for start > 0 && (raw[start-1] == ' ' || raw[start-1] == '\t' || raw[start-1] == '\n' || raw[start-1] == '\r') {
-				start--
-			}
-			out := make([]byte, 0, len(raw))
-			out = append(out, raw[:start]...)
-			return append(out, raw[a.End:]...)
-		}
-	}
-	return raw
 }
 
 // kindOf is the kind of a stanza the server itself serialised.

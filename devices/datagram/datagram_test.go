@@ -29,6 +29,25 @@ type rig struct {
 	psk  []byte
 	pem  []byte
 	addr string // c2s
+	logs *logBuf
+}
+
+// logBuf keeps the server's log (Info and up) for tests that wait on it.
+type logBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), s)
 }
 
 func start(t *testing.T) *rig {
@@ -37,11 +56,13 @@ func start(t *testing.T) *rig {
 	cfg.Devices.HandshakeTimeout = server.Duration(time.Second)
 	cfg.Devices.HandshakeFailuresPerMinute = 3
 	cfg.Limits.DatagramBytes = 600
-	level := slog.LevelWarn
+	logs := &logBuf{}
+	var out io.Writer = logs
+	level := slog.LevelInfo
 	if os.Getenv("ROOST_TEST_LOG") != "" {
-		level = slog.LevelDebug
+		level, out = slog.LevelDebug, io.MultiWriter(logs, os.Stderr)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	srv := server.New(cfg, log)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -62,7 +83,7 @@ func start(t *testing.T) *rig {
 		srv.Shutdown(context.Background())
 	})
 	pem, _ := os.ReadFile(srv.CertPath())
-	return &rig{srv: srv, dl: dl, psk: d.PSK, pem: pem, addr: srv.Addrs()[0].String()}
+	return &rig{srv: srv, dl: dl, psk: d.PSK, pem: pem, addr: srv.Addrs()[0].String(), logs: logs}
 }
 
 // swapConn is a UDP socket the test can replace mid-session, as a NAT
@@ -360,5 +381,68 @@ func TestConnectionIDKeepsSession(t *testing.T) {
 				return
 			}
 		}
+	}
+}
+
+// deafConn is a UDP socket whose replies never reach the client: what a
+// sender with a forged source address sees. A DTLS client over it sends
+// ClientHellos without a cookie and nothing more.
+type deafConn struct{ *net.UDPConn }
+
+func (d deafConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		if _, _, err := d.UDPConn.ReadFrom(p); err != nil {
+			return 0, nil, err
+		}
+	}
+}
+
+// TestForgedHellosDoNotLockOut (issue 12, item 6): 30 ClientHellos from
+// the device's address that never answer the HelloVerifyRequest do not
+// count as failed handshakes; the device's real handshake then succeeds.
+// (TestWrongKeyAndFlood checks that wrong keys, which do pass the cookie
+// exchange, still count.)
+func TestForgedHellosDoNotLockOut(t *testing.T) {
+	r := start(t)
+	const n = 30
+	var wg sync.WaitGroup
+	for range n {
+		udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := dtls.Client(deafConn{udp}, r.dl.Addr(), &dtls.Config{
+			PSK:             func([]byte) ([]byte, error) { return r.psk, nil },
+			PSKIdentityHint: []byte("sensor@localhost/device"),
+			CipherSuites:    []dtls.CipherSuiteID{dtls.TLS_PSK_WITH_AES_128_CCM_8},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			if c.HandshakeContext(ctx) == nil {
+				t.Error("a handshake without the cookie completed")
+			}
+			c.Close()
+		}()
+	}
+	wg.Wait()
+	// Wait for the server to give up on all of them (its handshake timeout).
+	deadline := time.Now().Add(15 * time.Second)
+	for r.logs.count("dtls: device handshake failed") < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server gave up on %d of %d forged handshakes", r.logs.count("dtls: device handshake failed"), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := r.logs.count("address_proven=true"); got != 0 {
+		t.Fatalf("%d handshakes without the cookie were taken as proof of the address", got)
+	}
+	if _, _, err := r.device(t, r.psk); err != nil {
+		t.Fatalf("the device's own handshake after forged ClientHellos: %v", err)
 	}
 }

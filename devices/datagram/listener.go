@@ -10,6 +10,7 @@
 package datagram
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -77,6 +78,8 @@ func Listen(srv *server.Server, addr string, log *slog.Logger) (*Listener, error
 		CipherSuites:          CipherSuites,
 		ExtendedMasterSecret:  dtls.RequestExtendedMasterSecret,
 		ConnectionIDGenerator: dtls.RandomCIDGenerator(8),
+		// InsecureSkipVerifyHello stays false: the cookie exchange is
+		// what proves a client's address before a failure counts.
 		OnConnectionAttempt: func(a net.Addr) error {
 			if l.fail.over(hostOf(a)) {
 				return errors.New("too many failed handshakes from this address")
@@ -133,9 +136,18 @@ func (l *Listener) serve(c *dtls.Conn) {
 	cancel()
 	<-l.sem
 	if err != nil {
-		// A wrong key gives no alert, only this timeout.
-		l.fail.add(hostOf(remote))
-		l.log.Info("dtls: device handshake failed", "remote", remote.String(), "err", err)
+		// A wrong key gives no alert, only this timeout. The failure
+		// counts against the address only when the client echoed our
+		// HelloVerifyRequest cookie (RFC 6347 §4.2.1), which proves it
+		// receives at that address: pion negotiates the cipher suite,
+		// which ConnectionState needs, only after the cookie matched
+		// (flight2 in pion/dtls v3). ClientHellos sent from a forged
+		// source never get that far, so they cannot lock a device out.
+		_, proven := c.ConnectionState()
+		if proven {
+			l.fail.add(hostOf(remote))
+		}
+		l.log.Info("dtls: device handshake failed", "remote", remote.String(), "address_proven", proven, "err", err)
 		c.Close()
 		return
 	}
@@ -185,38 +197,70 @@ func hostOf(a net.Addr) string {
 	return h
 }
 
-// failures counts failed handshakes per address over a minute.
+// maxFailureAddrs bounds the addresses the failure table remembers.
+const maxFailureAddrs = 10000
+
+// failures counts failed handshakes per address over a minute. Only
+// failures of handshakes that got past the HelloVerifyRequest cookie
+// exchange are added (see serve), so a forged source address cannot
+// lock a device out. Windows age out after their minute; past
+// maxFailureAddrs addresses the oldest window goes first, so the table is
+// bounded without forgetting every address at once.
 type failures struct {
 	limit int
+	max   int
+	now   func() time.Time
 	mu    sync.Mutex
-	by    map[string]*window
+	by    map[string]*list.Element // of *window, by address
+	order *list.List               // windows, oldest start first
 }
 
 type window struct {
+	ip    string
 	start time.Time
 	n     int
 }
 
-func newFailures(limit int) *failures { return &failures{limit: limit, by: make(map[string]*window)} }
+func newFailures(limit int) *failures {
+	return &failures{limit: limit, max: maxFailureAddrs, now: time.Now, by: make(map[string]*list.Element), order: list.New()}
+}
+
+// expire drops the windows whose minute is over; f.mu is held.
+func (f *failures) expire(now time.Time) {
+	for e := f.order.Front(); e != nil; e = f.order.Front() {
+		w := e.Value.(*window)
+		if now.Sub(w.start) <= time.Minute {
+			return
+		}
+		f.order.Remove(e)
+		delete(f.by, w.ip)
+	}
+}
 
 func (f *failures) add(ip string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	now := time.Now()
-	w := f.by[ip]
-	if w == nil || now.Sub(w.start) > time.Minute {
-		if len(f.by) > 10000 {
-			f.by = make(map[string]*window)
-		}
-		f.by[ip] = &window{start: now, n: 1}
+	now := f.now()
+	f.expire(now)
+	if e := f.by[ip]; e != nil {
+		e.Value.(*window).n++
 		return
 	}
-	w.n++
+	for f.order.Len() >= f.max {
+		oldest := f.order.Front()
+		f.order.Remove(oldest)
+		delete(f.by, oldest.Value.(*window).ip)
+	}
+	f.by[ip] = f.order.PushBack(&window{ip: ip, start: now, n: 1})
 }
 
 func (f *failures) over(ip string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	w := f.by[ip]
-	return w != nil && time.Since(w.start) <= time.Minute && w.n >= f.limit
+	e := f.by[ip]
+	if e == nil {
+		return false
+	}
+	w := e.Value.(*window)
+	return f.now().Sub(w.start) <= time.Minute && w.n >= f.limit
 }

@@ -6,12 +6,16 @@ import (
 	"encoding/base64"
 	"errors"
 	"net"
+	"strings"
 	"time"
 
-	"roost/server/jid"
 	"roost/server/stanza"
 	"roost/server/xmlscan"
 )
+
+// maxKeyBytes bounds a dialback key (XEP-0185 keys are a hex HMAC, 64
+// bytes with SHA-256).
+const maxKeyBytes = 256
 
 // authTimeout bounds how long an inbound stream may take to authenticate.
 const authTimeout = 60 * time.Second
@@ -32,13 +36,50 @@ func (s *Service) Serve(ln net.Listener) {
 			nc.Close()
 			return
 		}
+		if !s.admit() {
+			s.refuse(nc)
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			defer s.untrack(nc)
+			defer s.leave()
 			s.serveInbound(nc)
 		}()
 	}
+}
+
+// admit counts an inbound connection in, unless Config.MaxInbound are
+// already being served.
+func (s *Service) admit() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inbound >= s.cfg.MaxInbound {
+		return false
+	}
+	s.inbound++
+	return true
+}
+
+func (s *Service) leave() {
+	s.mu.Lock()
+	s.inbound--
+	s.mu.Unlock()
+}
+
+// refuse answers a connection past Config.MaxInbound with our stream
+// header and the resource-constraint stream error (RFC 6120 §4.9.3.17;
+// §4.9.1.1: an error before the peer's header still opens our stream
+// first) and closes it. It does not wait for the peer's header, and
+// writes with a short deadline, so that a flood cannot stall accepting.
+func (s *Service) refuse(nc net.Conn) {
+	defer s.untrack(nc)
+	defer nc.Close()
+	s.log.Warn("s2s: refused an inbound connection; see s2s.max_inbound", "remote", nc.RemoteAddr().String(), "max_inbound", s.cfg.MaxInbound)
+	nc.SetWriteDeadline(time.Now().Add(time.Second))
+	b := append([]byte(header(s.cfg.Domain, "", newID())), stanza.AppendStreamError(nil, stanza.StreamResourceConstraint, "too many server connections")...)
+	nc.Write(append(b, "</stream:stream>"...))
 }
 
 // inbound is one stream a remote server opened to us.
@@ -67,12 +108,23 @@ func (s *Service) serveInbound(nc net.Conn) {
 		return
 	}
 	for {
+		if len(in.authed) > 0 {
+			// Authenticated: a stream that carries nothing for
+			// IdleTimeout is closed (the peer opens a new one when it
+			// needs it), so a peer that vanished does not hold a place.
+			in.nc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		}
 		tok, err := in.next()
 		if err != nil {
 			var se *xmlscan.Error
-			if errors.As(err, &se) {
+			var ne net.Error
+			switch {
+			case errors.As(err, &se):
 				in.fail(stanza.StreamCondition(se.Cond), se.Reason)
-			} else {
+			case errors.As(err, &ne) && ne.Timeout() && len(in.authed) > 0:
+				s.log.Info("s2s: closing an idle inbound stream", "remote", nc.RemoteAddr().String(), "idle_timeout", s.cfg.IdleTimeout)
+				in.write("</stream:stream>")
+			default:
 				in.write("</stream:stream>")
 			}
 			return
@@ -95,13 +147,15 @@ func (in *inbound) open() error {
 	}
 	in.id = newID()
 	from := attr(&tok, "from")
-	in.from = from
+	// The peer's claimed domain, prepared: what SASL EXTERNAL
+	// authenticates and its stanzas' from is compared with.
+	in.from = domainAttr(&tok, "from")
 	in.write(header(in.svc.cfg.Domain, from, in.id))
 	if ns, _ := tok.Attr("xmlns"); string(ns) != NSServer {
 		in.fail(stanza.StreamInvalidNamespace, "this port takes jabber:server streams")
 		return errors.New("wrong namespace")
 	}
-	if to := attr(&tok, "to"); to != in.svc.cfg.Domain {
+	if to := domainAttr(&tok, "to"); to != in.svc.own {
 		in.fail(stanza.StreamHostUnknown, "this server is "+in.svc.cfg.Domain)
 		return errors.New("host unknown: " + to)
 	}
@@ -145,7 +199,7 @@ func (in *inbound) element(tok *xmlscan.Token) bool {
 	case string(tok.Local) == "auth" && string(tok.Space) == nsSASL:
 		authzid := string(tok.Inner())
 		if authzid != "" && authzid != "=" {
-			if b, err := base64.StdEncoding.DecodeString(authzid); err != nil || string(b) != in.from {
+			if b, err := base64.StdEncoding.DecodeString(authzid); err != nil || prepareDomain(string(b)) != in.from {
 				in.write("<failure xmlns='" + nsSASL + "'><invalid-authzid/></failure>")
 				return true
 			}
@@ -163,15 +217,21 @@ func (in *inbound) element(tok *xmlscan.Token) bool {
 	case string(tok.Space) == NSDialback && string(tok.Local) == "verify":
 		// The server we opened a stream to checks the key we gave it.
 		from, id := attr(tok, "from"), attr(tok, "id")
-		valid := hmac.Equal([]byte(string(tok.Inner())), []byte(s.key(from, s.cfg.Domain, id)))
+		valid := hmac.Equal(tok.Inner(), []byte(s.key(prepareDomain(from), s.cfg.Domain, id)))
 		typ := "invalid"
 		if valid {
 			typ = "valid"
 		}
 		return in.write("<db:verify from='"+escape(s.cfg.Domain)+"' to='"+escape(from)+"' id='"+escape(id)+"' type='"+typ+"'/>") == nil
 	case string(tok.Space) == NSDialback && string(tok.Local) == "result":
-		from, to, key := attr(tok, "from"), attr(tok, "to"), string(tok.Inner())
-		if to != s.cfg.Domain {
+		from, key := attr(tok, "from"), string(tok.Inner())
+		if len(key) == 0 || len(key) > maxKeyBytes || strings.IndexByte(key, '<') >= 0 {
+			// A key is text (XEP-0185 makes it hex); markup in it would
+			// be carried into our db:verify to the authoritative server.
+			in.fail(stanza.StreamNotAuthorized, "a dialback key is text")
+			return false
+		}
+		if domainAttr(tok, "to") != s.own {
 			in.fail(stanza.StreamHostUnknown, "this server is "+s.cfg.Domain)
 			return false
 		}
@@ -213,16 +273,24 @@ func (in *inbound) element(tok *xmlscan.Token) bool {
 
 // check applies RFC 6120 §8.1.1.2 and §8.1.2.1 to a stanza from a peer:
 // it must come from a domain authenticated on this stream and go to ours.
+// Domains are compared prepared (RFC 7622 §3.2), the form the router acts
+// on; a missing or malformed address is improper-addressing (§4.9.3.12).
 func (in *inbound) check(st *stanza.Stanza) (stanza.StreamCondition, string) {
-	if st.To == nil || st.From == nil {
+	if len(st.To) == 0 || len(st.From) == 0 {
 		return stanza.StreamImproperAddressing, "a server stanza needs both to and from"
 	}
-	to, err := stanza.Unescape(st.To)
-	if err != nil || jid.DomainOf(to) != in.svc.cfg.Domain {
-		return stanza.StreamHostUnknown, "this server is " + in.svc.cfg.Domain
+	to, ok := preparedDomain(st.To)
+	if !ok {
+		return stanza.StreamImproperAddressing, "the to address is not a valid JID"
 	}
-	from, err := stanza.Unescape(st.From)
-	if err != nil || !in.authed[jid.DomainOf(from)] {
+	from, ok := preparedDomain(st.From)
+	if !ok {
+		return stanza.StreamImproperAddressing, "the from address is not a valid JID"
+	}
+	if to != in.svc.own {
+		return stanza.StreamHostUnknown, "this server is " + in.svc.own
+	}
+	if !in.authed[from] {
 		return stanza.StreamInvalidFrom, "from a domain not authenticated on this stream"
 	}
 	return "", ""

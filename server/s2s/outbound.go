@@ -16,7 +16,10 @@ import (
 )
 
 // outbound is our stream to one remote domain: stanzas wait in order
-// while it is being opened and authenticated.
+// while it is being opened and authenticated. It leaves the service's
+// map when its stream ends, fails or stays idle for Config.IdleTimeout,
+// so that the map, its goroutines and connections stay bounded by
+// Config.MaxOutbound; the next stanza for the domain opens a new one.
 type outbound struct {
 	svc    *Service
 	domain string
@@ -24,28 +27,41 @@ type outbound struct {
 	mu         sync.Mutex
 	q          *outq.Queue // the authenticated stream's writer; nil until then
 	queue      [][]byte    // stanzas waiting for the stream, in order
+	queued     int         // bytes in queue
 	connecting bool
+	gone       bool      // removed from svc.out: senders must look the domain up again
+	last       time.Time // last stanza sent on or read from the stream
 	state      string
 }
 
 // errNotFound means no server for the domain could be reached.
 var errNotFound = errors.New("no server for the domain answered")
 
-func (o *outbound) send(b []byte) {
+// send queues b on the stream, or while it is being opened (bounded by
+// Config.QueueStanzas and Config.QueueBytes; past them the sender gets
+// resource-constraint). false means o has left the service and the
+// caller must look the domain up again.
+func (o *outbound) send(b []byte) bool {
 	o.mu.Lock()
+	if o.gone {
+		o.mu.Unlock()
+		return false
+	}
+	o.last = time.Now()
 	if o.q != nil {
 		if o.q.Push(b) {
 			o.mu.Unlock()
-			return
+			return true
 		}
 		o.q = nil // the stream ended: open a new one
 	}
-	if len(o.queue) >= o.svc.cfg.QueueStanzas {
+	if len(o.queue) >= o.svc.cfg.QueueStanzas || o.queued+len(b) > o.svc.cfg.QueueBytes {
 		o.mu.Unlock()
-		o.svc.in.Undeliverable(b, stanza.RemoteServerTimeout, "too many stanzas waiting for "+o.domain)
-		return
+		o.svc.undeliverable(b, stanza.ResourceConstraint, "too much is waiting for "+o.domain)
+		return true
 	}
 	o.queue = append(o.queue, append([]byte(nil), b...))
+	o.queued += len(b)
 	start := !o.connecting
 	o.connecting = true
 	o.state = "connecting"
@@ -57,13 +73,18 @@ func (o *outbound) send(b []byte) {
 			o.connect()
 		}()
 	}
+	return true
 }
+
+// unused reports whether nothing uses o: no stream, no connect under
+// way, nothing waiting. Called with o.mu held.
+func (o *outbound) unused() bool { return o.q == nil && !o.connecting && len(o.queue) == 0 }
 
 func (o *outbound) connect() {
 	st, how, err := o.svc.dial(o.domain)
 	o.mu.Lock()
 	q := o.queue
-	o.queue, o.connecting = nil, false
+	o.queue, o.queued, o.connecting = nil, 0, false
 	if err != nil {
 		o.state = "failed: " + err.Error()
 		o.mu.Unlock()
@@ -73,8 +94,9 @@ func (o *outbound) connect() {
 			cond = stanza.RemoteServerNotFound
 		}
 		for _, b := range q {
-			o.svc.in.Undeliverable(b, cond, err.Error())
+			o.svc.undeliverable(b, cond, err.Error())
 		}
+		o.svc.drop(o, o.unused)
 		return
 	}
 	// Queued stanzas first, in order, then whatever arrives meanwhile.
@@ -82,7 +104,12 @@ func (o *outbound) connect() {
 	for _, b := range q {
 		wq.Push(b)
 	}
-	o.q, o.state = wq, "up since "+time.Now().Format(time.TimeOnly)+", authenticated by "+how
+	o.q, o.state, o.last = wq, "up since "+time.Now().Format(time.TimeOnly)+", authenticated by "+how, time.Now()
+	// The idle timer closes the stream when nothing was sent for
+	// IdleTimeout: it is also what ends this goroutine's read of a peer
+	// that went away without closing. idle is only used under o.mu.
+	var idle *time.Timer
+	idle = time.AfterFunc(o.svc.cfg.IdleTimeout, func() { o.idleCheck(wq, st.nc, &idle) })
 	o.mu.Unlock()
 	o.svc.log.Info("s2s: stream up", "domain", o.domain, "auth", how, "sent_from_queue", len(q))
 	// An outbound stream carries nothing back but errors and its close.
@@ -91,8 +118,12 @@ func (o *outbound) connect() {
 		if err != nil || (tok.Kind == xmlscan.KindElement && string(tok.Local) == "error") {
 			break
 		}
+		o.mu.Lock()
+		o.last = time.Now()
+		o.mu.Unlock()
 	}
 	o.mu.Lock()
+	idle.Stop()
 	if o.q == wq {
 		o.q, o.state = nil, "closed"
 	}
@@ -100,6 +131,32 @@ func (o *outbound) connect() {
 	wq.CloseWith([]byte("</stream:stream>"), false)
 	wq.Wait(time.Second)
 	st.nc.Close()
+	o.svc.drop(o, o.unused)
+}
+
+// idleCheck closes wq's stream and forgets the domain when nothing was
+// sent for IdleTimeout; otherwise it re-arms the timer for the rest.
+func (o *outbound) idleCheck(wq *outq.Queue, nc net.Conn, idle **time.Timer) {
+	limit := o.svc.cfg.IdleTimeout
+	closed := o.svc.drop(o, func() bool {
+		if o.q != wq {
+			return false // that stream has already ended
+		}
+		if rest := limit - time.Since(o.last); rest > 0 {
+			(*idle).Reset(rest)
+			return false
+		}
+		o.q, o.state = nil, "closed (idle)"
+		return true
+	})
+	if !closed {
+		return
+	}
+	o.svc.log.Info("s2s: closing an idle stream", "domain", o.domain, "idle_timeout", limit)
+	wq.CloseWith([]byte("</stream:stream>"), false)
+	if !wq.Wait(time.Second) {
+		nc.Close()
+	}
 }
 
 // open connects to domain's server and opens a stream, with STARTTLS
@@ -122,6 +179,9 @@ func (s *Service) openTLS(ctx context.Context, domain string) (*stream, string, 
 		}
 	}
 	if nc == nil {
+		if lastErr == nil {
+			lastErr = errors.New("its SRV record says there is no XMPP server")
+		}
 		return nil, "", xmlscan.Token{}, false, fmt.Errorf("%w: %v", errNotFound, lastErr)
 	}
 	if !s.track(nc) {

@@ -51,6 +51,16 @@ type Config struct {
 	QueueStanzas int
 	QueueBytes   int
 	DialTimeout  time.Duration
+	// MaxInbound bounds inbound connections (more are refused with the
+	// resource-constraint stream error); MaxOutbound the remote domains
+	// with an outbound stream open or being opened.
+	MaxInbound, MaxOutbound int
+	// IdleTimeout closes a stream that carried nothing for this long:
+	// outbound ones are opened again on demand, inbound ones by the peer.
+	IdleTimeout time.Duration
+	// LookupSRV finds SRV records; nil is net.DefaultResolver.LookupSRV.
+	// Tests set it to answer without the network.
+	LookupSRV func(ctx context.Context, service, proto, name string) (cname string, addrs []*net.SRV, err error)
 }
 
 // Inbound takes stanzas arriving from remote servers (checked) and
@@ -65,12 +75,14 @@ type Inbound interface {
 // Service holds the outbound streams and serves inbound ones.
 type Service struct {
 	cfg Config
+	own string // cfg.Domain prepared: what peers' to is compared with
 	in  Inbound
 	log *slog.Logger
 
 	mu      sync.Mutex
 	out     map[string]*outbound // by remote domain
 	conns   map[net.Conn]struct{}
+	inbound int // inbound connections being served
 	closing bool
 	wg      sync.WaitGroup // inbound streams and outbound connects
 }
@@ -116,7 +128,20 @@ func New(cfg Config, in Inbound, log *slog.Logger) *Service {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 10 * time.Second
 	}
-	return &Service{cfg: cfg, in: in, log: log, out: make(map[string]*outbound), conns: make(map[net.Conn]struct{})}
+	if cfg.MaxInbound <= 0 {
+		cfg.MaxInbound = 128
+	}
+	if cfg.MaxOutbound <= 0 {
+		cfg.MaxOutbound = 128
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 10 * time.Minute
+	}
+	own := prepareDomain(cfg.Domain)
+	if own == "" {
+		own = cfg.Domain
+	}
+	return &Service{cfg: cfg, own: own, in: in, log: log, out: make(map[string]*outbound), conns: make(map[net.Conn]struct{})}
 }
 
 // key is the dialback key for a stream (XEP-0185): only we make and
@@ -128,14 +153,24 @@ func (s *Service) key(receiving, originating, streamID string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// resolve finds where a domain's server listens: a static route, an SRV
-// record, or the domain on 5269.
+// resolve finds where a domain's server listens: a static route, the
+// targets of its _xmpp-server._tcp SRV records in the resolver's order
+// (RFC 6120 §3.2.1), then the domain itself on 5269 (§3.2.2). A single
+// record with the target "." says the service is decidedly not available
+// (RFC 2782): nothing is tried then.
 func (s *Service) resolve(ctx context.Context, domain string) []string {
 	if a, ok := s.cfg.Routes[domain]; ok {
 		return []string{a}
 	}
+	lookup := s.cfg.LookupSRV
+	if lookup == nil {
+		lookup = net.DefaultResolver.LookupSRV
+	}
 	var addrs []string
-	if _, srvs, err := net.DefaultResolver.LookupSRV(ctx, "xmpp-server", "tcp", domain); err == nil {
+	if _, srvs, err := lookup(ctx, "xmpp-server", "tcp", domain); err == nil {
+		if len(srvs) == 1 && srvs[0].Target == "." {
+			return nil
+		}
 		for _, r := range srvs {
 			if r.Target != "." {
 				addrs = append(addrs, net.JoinHostPort(trimDot(r.Target), strconv.Itoa(int(r.Port))))
@@ -153,20 +188,56 @@ func trimDot(s string) string {
 }
 
 // Send queues a stanza for a remote domain, opening and authenticating a
-// stream to it when there is none.
+// stream to it when there is none. Past Config.MaxOutbound domains with
+// a stream the stanza is bounced with resource-constraint.
 func (s *Service) Send(domain string, b []byte) {
-	s.mu.Lock()
-	if s.closing {
+	for {
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			return
+		}
+		o := s.out[domain]
+		if o == nil {
+			if len(s.out) >= s.cfg.MaxOutbound {
+				s.mu.Unlock()
+				s.log.Warn("s2s: too many remote domains at once; see s2s.max_outbound", "domain", domain, "max_outbound", s.cfg.MaxOutbound)
+				s.undeliverable(b, stanza.ResourceConstraint, "this server has too many remote domains open; try again later")
+				return
+			}
+			o = &outbound{svc: s, domain: domain}
+			s.out[domain] = o
+		}
 		s.mu.Unlock()
-		return
+		if o.send(b) {
+			return
+		}
 	}
-	o := s.out[domain]
-	if o == nil {
-		o = &outbound{svc: s, domain: domain}
-		s.out[domain] = o
+}
+
+// drop removes o from the service's map when cond, called with both
+// locks held, is true; o then refuses new stanzas so that they open a
+// new entry. It reports whether o was dropped.
+func (s *Service) drop(o *outbound, cond func() bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.gone || !cond() {
+		return false
 	}
-	s.mu.Unlock()
-	o.send(b)
+	o.gone = true
+	if s.out[o.domain] == o {
+		delete(s.out, o.domain)
+	}
+	return true
+}
+
+// undeliverable hands a stanza back to Inbound, when there is one.
+func (s *Service) undeliverable(b []byte, cond stanza.Condition, text string) {
+	if s.in != nil {
+		s.in.Undeliverable(b, cond, text)
+	}
 }
 
 // Status lists the remote domains and their streams' state.
@@ -212,7 +283,7 @@ func (st *stream) next() (xmlscan.Token, error) {
 }
 
 func (st *stream) fail(cond stanza.StreamCondition, text string) {
-	st.write(string(stanza.AppendStreamError(nil, cond, text)) + "</stream:stream>")
+	st.write(string(stanza.AppendStreamError(nil, cond, text)))
 	st.nc.Close()
 }
 
@@ -225,7 +296,7 @@ func header(from, to, id string) string {
 		h += " to='" + escape(to) + "'"
 	}
 	if id != "" {
-		h += " id='" + id + "'"
+		h += " id='" + escape(id) + "'"
 	}
 	return h + ">"
 }
@@ -242,6 +313,42 @@ func attr(tok *xmlscan.Token, name string) string {
 		return ""
 	}
 	return s
+}
+
+// preparedDomain is the prepared domainpart (RFC 7622 §3.2: case and
+// width mapped, a trailing dot stripped) of a raw, still escaped JID
+// attribute value; ok is false when the value is not a valid JID.
+// Already-canonical addresses are answered without preparing the rest.
+func preparedDomain(raw []byte) (string, bool) {
+	if jid.Canonical(raw) {
+		_, d, _, _ := jid.Split(raw)
+		return string(d), true
+	}
+	s, err := stanza.Unescape(raw)
+	if err != nil {
+		return "", false
+	}
+	j, err := jid.Parse(s)
+	if err != nil {
+		return "", false
+	}
+	return j.Domain(), true
+}
+
+// prepareDomain is s prepared when it is a domain JID (no localpart or
+// resourcepart), "" otherwise.
+func prepareDomain(s string) string {
+	j, err := jid.Parse(s)
+	if err != nil || j.Local() != "" || j.Resource() != "" {
+		return ""
+	}
+	return j.Domain()
+}
+
+// domainAttr is the prepared domain JID in a header or dialback
+// attribute, "" when it is absent or not a domain JID.
+func domainAttr(tok *xmlscan.Token, name string) string {
+	return prepareDomain(attr(tok, name))
 }
 
 // validDomain reports whether s is a domain JID.

@@ -44,8 +44,9 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Limits bound what the upstream may send in one stanza.
 	Limits xmlscan.Limits
-	// QueueBytes bounds what waits to be written while the link is up;
-	// an upstream that does not read past it is disconnected.
+	// QueueBytes bounds the bytes of the messages kept while the link is
+	// down (ErrQueueFull past it) and what waits to be written while it
+	// is up (an upstream that does not read past it is disconnected).
 	QueueBytes int
 }
 
@@ -62,18 +63,21 @@ type Inbound interface {
 // ErrDown is returned by Send for an iq while the link is down.
 var ErrDown = errors.New("uplink down")
 
-// ErrQueueFull is returned by Send for a message when the queue is full.
+// ErrQueueFull is returned by Send for a message when the queue is full
+// (Config.QueueMessages or Config.QueueBytes).
 var ErrQueueFull = errors.New("uplink queue full")
 
 // Link is the component connection and its state.
 type Link struct {
 	cfg Config
+	own string // cfg.Domain prepared, what stanzas' domains are compared with
 	log *slog.Logger
 	in  Inbound
 
 	mu      sync.Mutex
 	q       *outq.Queue // the up link's writer; nil while down
 	queue   [][]byte    // messages held while down, in order
+	queued  int         // bytes in queue
 	state   string
 	since   time.Time
 	lastErr string
@@ -93,7 +97,9 @@ func New(cfg Config, in Inbound, log *slog.Logger) *Link {
 	if cfg.QueueBytes <= 0 {
 		cfg.QueueBytes = 8 << 20
 	}
-	return &Link{cfg: cfg, in: in, log: log, state: "connecting", since: time.Now()}
+	l := &Link{cfg: cfg, in: in, log: log, state: "connecting", since: time.Now()}
+	l.own = l.ownDomain()
+	return l
 }
 
 // Domain is the component's domain.
@@ -123,7 +129,7 @@ func (l *Link) setState(state, errText string) {
 }
 
 // Send routes one stanza up. A message is queued while the link is down
-// (ErrQueueFull past the bound); an iq fails with ErrDown; presence is
+// (ErrQueueFull past either bound); an iq fails with ErrDown; presence is
 // dropped (nil) since it is re-sent when the link returns.
 func (l *Link) Send(kind stanza.Kind, b []byte) error {
 	l.mu.Lock()
@@ -131,10 +137,11 @@ func (l *Link) Send(kind stanza.Kind, b []byte) error {
 	if l.q == nil {
 		switch kind {
 		case stanza.Message:
-			if len(l.queue) >= l.cfg.QueueMessages {
+			if len(l.queue) >= l.cfg.QueueMessages || l.queued+len(b) > l.cfg.QueueBytes {
 				return ErrQueueFull
 			}
 			l.queue = append(l.queue, append([]byte(nil), b...))
+			l.queued += len(b)
 			return nil
 		case stanza.IQ:
 			return ErrDown
@@ -194,7 +201,7 @@ func (l *Link) session(ctx context.Context) error {
 	defer stop()
 	scan := xmlscan.New(nc, l.cfg.Limits)
 	nc.SetDeadline(time.Now().Add(15 * time.Second))
-	header := "<?xml version='1.0'?><stream:stream xmlns='" + NS + "' xmlns:stream='http://etherx.jabber.org/streams' to='" + l.cfg.Domain + "'>"
+	header := "<?xml version='1.0'?><stream:stream xmlns='" + NS + "' xmlns:stream='http://etherx.jabber.org/streams' to='" + string(stanza.AppendEscaped(nil, l.cfg.Domain)) + "'>"
 	if _, err := nc.Write([]byte(header)); err != nil {
 		return fmt.Errorf("send stream header: %w", err)
 	}
@@ -236,7 +243,7 @@ func (l *Link) session(ctx context.Context) error {
 	for _, b := range l.queue {
 		q.Push(b)
 	}
-	l.queue = nil
+	l.queue, l.queued = nil, 0
 	l.state, l.since = "up", time.Now()
 	l.mu.Unlock()
 	l.log.Info("uplink: up", "address", l.cfg.Address, "domain", l.cfg.Domain, "sent_from_queue", queued)
@@ -287,26 +294,68 @@ func (l *Link) read(q *outq.Queue, scan *xmlscan.Scanner) error {
 
 // check applies the addressing rules to a stanza from upstream: it must
 // be for our domain, and come from somewhere else (upstream may not speak
-// for our own users).
+// for our own users). Domains are compared after preparation (RFC 7622
+// §3.2: case and width mapped, a trailing dot stripped), since that is
+// the form the router acts on: alice@LOCALHOST/x and alice@localhost. are
+// alice@localhost. A to or from that is missing or not a JID is
+// improper-addressing (RFC 6120 §4.9.3.12).
 func (l *Link) check(st *stanza.Stanza) (stanza.StreamCondition, string) {
-	if st.To == nil || st.From == nil {
+	if len(st.To) == 0 || len(st.From) == 0 {
 		return stanza.StreamImproperAddressing, "a stanza from the upstream needs both to and from"
 	}
-	to, err := stanza.Unescape(st.To)
-	if err != nil || jid.DomainOf(to) != l.cfg.Domain {
-		return stanza.StreamHostUnknown, "this component serves only " + l.cfg.Domain
+	to, ok := preparedDomain(st.To)
+	if !ok {
+		return stanza.StreamImproperAddressing, "the to address is not a valid JID"
 	}
-	from, err := stanza.Unescape(st.From)
-	if err != nil || from == "" || jid.DomainOf(from) == l.cfg.Domain {
-		return stanza.StreamInvalidFrom, "the upstream may not send from " + l.cfg.Domain
+	from, ok := preparedDomain(st.From)
+	if !ok {
+		return stanza.StreamImproperAddressing, "the from address is not a valid JID"
+	}
+	own := l.ownDomain()
+	if to != own {
+		return stanza.StreamHostUnknown, "this component serves only " + own
+	}
+	if from == own {
+		return stanza.StreamInvalidFrom, "the upstream may not send from " + own
 	}
 	return "", ""
+}
+
+// ownDomain is our domain, prepared.
+func (l *Link) ownDomain() string {
+	if l.own != "" {
+		return l.own
+	}
+	if d, ok := preparedDomain([]byte(l.cfg.Domain)); ok {
+		return d
+	}
+	return l.cfg.Domain
+}
+
+// preparedDomain is the prepared domainpart (RFC 7622 §3.2) of a raw,
+// still escaped JID attribute value; ok is false when the value is not
+// a valid JID. Already-canonical addresses are answered without
+// allocating a prepared copy of the whole JID.
+func preparedDomain(raw []byte) (string, bool) {
+	if jid.Canonical(raw) {
+		_, d, _, _ := jid.Split(raw)
+		return string(d), true
+	}
+	s, err := stanza.Unescape(raw)
+	if err != nil {
+		return "", false
+	}
+	j, err := jid.Parse(s)
+	if err != nil {
+		return "", false
+	}
+	return j.Domain(), true
 }
 
 // closeWith ends the stream with a stream error, after what is queued,
 // and waits (briefly) until it is written.
 func closeWith(q *outq.Queue, cond stanza.StreamCondition, text string) {
-	q.CloseWith(append(stanza.AppendStreamError(nil, cond, text), "</stream:stream>"...), false)
+	q.CloseWith(stanza.AppendStreamError(nil, cond, text), false)
 	q.Wait(5 * time.Second)
 }
 

@@ -24,6 +24,7 @@ type fakeUpstream struct {
 	secret   string
 	mu       sync.Mutex
 	attempts int
+	at       chan time.Time // when each connection was accepted
 	serve    func(nc net.Conn, scan *xmlscan.Scanner)
 }
 
@@ -32,7 +33,7 @@ func newUpstream(t *testing.T, secret string, serve func(net.Conn, *xmlscan.Scan
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &fakeUpstream{ln: ln, secret: secret, serve: serve}
+	u := &fakeUpstream{ln: ln, secret: secret, serve: serve, at: make(chan time.Time, 64)}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -43,6 +44,10 @@ func newUpstream(t *testing.T, secret string, serve func(net.Conn, *xmlscan.Scan
 			u.mu.Lock()
 			u.attempts++
 			u.mu.Unlock()
+			select {
+			case u.at <- time.Now():
+			default:
+			}
 			go u.handle(nc)
 		}
 	}()
@@ -111,7 +116,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // A wrong secret is logged as such and retried with backoff, not in a
-// hot loop.
+// hot loop: the gaps between attempts grow with the backoff steps.
 func TestWrongSecretBacksOff(t *testing.T) {
 	up := newUpstream(t, "right", nil)
 	var logs syncBuf
@@ -119,16 +124,30 @@ func TestWrongSecretBacksOff(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go l.Run(ctx)
-	time.Sleep(2 * time.Second)
-	cancel()
-	// Waits are 100-200, 200-400, 400-800, 500-1000 ms: at most 5 tries in 2 s.
-	if n := up.count(); n < 2 || n > 6 {
-		t.Fatalf("%d connection attempts in 2 s", n)
+	// Waits are drawn from [step/2, step] with steps 200, 400, 800 ms:
+	// attempt i+1 comes at least step_i/2 after attempt i.
+	var at []time.Time
+	deadline := time.After(10 * time.Second)
+	for len(at) < 4 {
+		select {
+		case a := <-up.at:
+			at = append(at, a)
+		case <-deadline:
+			t.Fatalf("only %d connection attempts in 10 s", len(at))
+		}
 	}
-	if !strings.Contains(logs.String(), "refused us; check uplink.component.domain and uplink.component.secret") || !strings.Contains(logs.String(), "not-authorized") {
-		t.Fatalf("log does not say what is wrong:\n%s", logs.String())
+	for i, step := range []time.Duration{200, 400, 800} {
+		// 20 ms of slack for the accept and the handshake read.
+		if gap := at[i+1].Sub(at[i]); gap < step*time.Millisecond/2-20*time.Millisecond {
+			t.Fatalf("attempt %d came %v after the previous one; the backoff step is %v", i+2, gap, step*time.Millisecond)
+		}
 	}
-	if s := l.Status(); !strings.Contains(s, "down") || !strings.Contains(s, "not-authorized") {
+	waitFor(t, "the log to say what is wrong", func() bool {
+		return strings.Contains(logs.String(), "refused us; check uplink.component.domain and uplink.component.secret") && strings.Contains(logs.String(), "not-authorized")
+	})
+	// Between attempts the status is down or connecting again, and keeps
+	// the last error either way.
+	if s := l.Status(); strings.Contains(s, ": up") || !strings.Contains(s, "not-authorized") {
 		t.Fatalf("status: %s", s)
 	}
 }
@@ -208,6 +227,18 @@ func TestHostUnknown(t *testing.T) {
 		{"alice@other.test", "bob@remote", stanza.StreamHostUnknown},
 		{"alice@gw.test", "gw.test", stanza.StreamInvalidFrom},
 		{"alice@gw.test", "x@gw.test/r", stanza.StreamInvalidFrom},
+		// Our domain in another form is still our domain (RFC 7622 §3.2).
+		{"alice@gw.test", "alice@GW.TEST/x", stanza.StreamInvalidFrom},
+		{"alice@gw.test", "alice@gw.test.", stanza.StreamInvalidFrom},
+		{"alice@gw.test", "alice@ｇｗ.ｔｅｓｔ", stanza.StreamInvalidFrom},
+		{"alice@gw.test", "alice@Gw.Test./r", stanza.StreamInvalidFrom},
+		{"alice@GW.test.", "bob@remote", ""},
+		{"alice@gw.test", "bob@REMOTE.", ""},
+		// Not addresses at all.
+		{"alice@gw.test", "a@b@c", stanza.StreamImproperAddressing},
+		{"a@b@c", "bob@remote", stanza.StreamImproperAddressing},
+		{"alice@gw.test", "bob@remote&amp", stanza.StreamImproperAddressing},
+		{"alice@gw.test", "", stanza.StreamImproperAddressing},
 	} {
 		st := stanza.Stanza{To: []byte(tc.to), From: []byte(tc.from)}
 		if got, _ := l.check(&st); got != tc.want {
@@ -216,5 +247,56 @@ func TestHostUnknown(t *testing.T) {
 	}
 	if got, _ := l.check(&stanza.Stanza{To: []byte("a@gw.test")}); got != stanza.StreamImproperAddressing {
 		t.Errorf("no from: %q", got)
+	}
+}
+
+// An upstream speaking for our own users in any spelling of our domain
+// (case, trailing dot, full width) ends the stream with invalid-from and
+// none of its stanzas is passed in (issue 12, item 1).
+func TestSpoofedOwnDomain(t *testing.T) {
+	for _, from := range []string{"alice@GW.TEST/x", "alice@gw.test.", "alice@ｇｗ.ｔｅｓｔ/x", "gw.test."} {
+		t.Run(from, func(t *testing.T) {
+			closing := make(chan string, 1)
+			up := newUpstream(t, "s", func(nc net.Conn, scan *xmlscan.Scanner) {
+				nc.Write([]byte("<iq type='set' id='r1' from='" + from + "' to='alice@gw.test'><query xmlns='jabber:iq:roster'><item jid='mallory@evil.test'/></query></iq>"))
+				nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+				b, _ := io.ReadAll(nc)
+				closing <- string(b)
+			})
+			in := &inbox{}
+			l := New(Config{Address: up.ln.Addr().String(), Domain: "gw.test", Secret: "s", MinBackoff: time.Minute}, in, quietLog(io.Discard))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go l.Run(ctx)
+			select {
+			case b := <-closing:
+				if !strings.Contains(b, "<invalid-from") {
+					t.Fatalf("want invalid-from, the stream ended with %q", b)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the stream was not closed")
+			}
+			in.mu.Lock()
+			defer in.mu.Unlock()
+			if len(in.got) != 0 {
+				t.Fatalf("a spoofed stanza was passed in: %v", in.got)
+			}
+		})
+	}
+}
+
+// While the link is down, held messages are bounded in bytes
+// (uplink.component.queue_bytes) as well as in count.
+func TestQueueBytes(t *testing.T) {
+	l := New(Config{Address: "127.0.0.1:1", Domain: "gw.test", Secret: "s", QueueMessages: 100, QueueBytes: 100}, &inbox{}, quietLog(io.Discard))
+	msg := []byte("<message to='a@remote' id='1'><body>" + strings.Repeat("x", 20) + "</body></message>") // 69 bytes
+	if err := l.Send(stanza.Message, msg); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Send(stanza.Message, msg); err != ErrQueueFull {
+		t.Fatalf("past queue_bytes: %v, want ErrQueueFull", err)
+	}
+	if err := l.Send(stanza.Message, []byte("<message/>")); err != nil {
+		t.Fatalf("a small one still fits: %v", err)
 	}
 }

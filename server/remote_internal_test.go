@@ -1,0 +1,99 @@
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"roost/server/s2s"
+	"roost/server/stanza"
+	"roost/server/xmlscan"
+	"roost/tests/xmlcheck"
+)
+
+// remoteStanza scans one stanza as a peer's jabber:server stream would
+// carry it.
+func remoteStanza(t *testing.T, el string) *stanza.Stanza {
+	t.Helper()
+	sc := xmlscan.New(strings.NewReader("<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:x='urn:example:x'>"+el), xmlscan.Limits{})
+	if tok, err := sc.Next(); err != nil || tok.Kind != xmlscan.KindHeader {
+		t.Fatalf("header: %v", err)
+	}
+	tok, err := sc.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, ok := stanza.Parse(&tok, s2s.NSServer)
+	if !ok {
+		t.Fatalf("not a stanza: %s", el)
+	}
+	return &st
+}
+
+// fromRemote is the second line behind the uplink and s2s checks: a
+// stanza whose prepared from is our own domain, or whose to is not ours
+// or not a JID, is never routed (issue 12, item 1).
+func TestFromRemoteRefusesOwnDomain(t *testing.T) {
+	defaults, err := os.ReadFile("../config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(defaults, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = t.TempDir()
+	cfg.Listen.C2S, cfg.Listen.C2STLS = "127.0.0.1:0", ""
+	s := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	if err := s.Store().AddUser("alice", "secret"); err != nil {
+		t.Fatal(err)
+	}
+	set := func(from, to, item string) {
+		s.FromRemote(remoteStanza(t, "<iq type='set' id='r1' from='"+from+"' to='"+to+"'><query xmlns='jabber:iq:roster'><item jid='"+item+"'/></query></iq>"))
+	}
+	for _, from := range []string{"alice@localhost/x", "alice@LOCALHOST/x", "alice@localhost./x", "alice@ｌｏｃａｌｈｏｓｔ/x", "localhost"} {
+		set(from, "alice@localhost", "mallory@evil.test")
+	}
+	set("alice@localhost/x", "alice@LOCALHOST.", "mallory2@evil.test")
+	set("a@b@c", "alice@localhost", "mallory3@evil.test")
+	if items, _, err := s.Store().Roster("alice"); err != nil || len(items) != 0 {
+		t.Fatalf("a stanza from our own domain reached the roster: %+v %v", items, err)
+	}
+}
+
+// A stanza from a jabber:server stream that uses a prefix declared only
+// on the peer's stream header is written for a client with the prefix
+// declared on it and the server namespace dropped, and re-parses with a
+// namespace-aware checker (issue 12, item 2).
+func TestForwardFromRemoteRedeclaresPrefixes(t *testing.T) {
+	for _, el := range []string{
+		"<message from='bob@remote.test/r' to='alice@localhost/r' id='m1'><body>hi</body><x:data>1</x:data></message>",
+		"<message xmlns='jabber:server' from='bob@remote.test/r' to='alice@localhost/r' id='m1' x:a='1'><x:data/></message>",
+		"<message from='bob@REMOTE.test/r' to='alice@localhost/r' id='m1'><x:data/></message>",
+	} {
+		st := remoteStanza(t, el)
+		from, _, ok := remoteAddrs(st)
+		if !ok {
+			t.Fatalf("addresses of %s", el)
+		}
+		out := string(forwardFromRemote(st, from))
+		if err := xmlcheck.Element([]byte(out), map[string]string{"": "jabber:client"}); err != nil {
+			t.Errorf("%s\n -> %s\n: %v", el, out, err)
+		}
+		if !strings.Contains(out, "xmlns:x='urn:example:x'") || strings.Contains(out, "jabber:server") || !strings.Contains(out, "from='bob@remote.test/r'") {
+			t.Errorf("%s\n -> %s", el, out)
+		}
+	}
+}
