@@ -62,7 +62,7 @@ func (s *Server) startUplink() {
 	}
 	s.uplink = uplink.New(uplink.Config{
 		Address: u.Address, Domain: s.cfg.Domain, Secret: u.Secret, QueueMessages: u.QueueMessages, QueueBytes: u.QueueBytes,
-		Limits: xmlscan.Limits{MaxElementBytes: s.cfg.Limits.StanzaBytes, MaxDepth: s.cfg.Limits.MaxDepth},
+		Limits: xmlscan.Limits{MaxElementBytes: s.cfg.Limits.StanzaBytes, MaxDepth: s.cfg.Limits.MaxDepth, Budget: s.env.Limits.Budget},
 	}, s, s.log)
 	s.im.Remote = s.sendRemote
 	ctx, cancel := context.WithCancel(context.Background())

@@ -21,7 +21,17 @@ const (
 	minRead        = 512
 )
 
-const nsXML = "http://www.w3.org/XML/1998/namespace"
+// The two reserved namespaces of Namespaces in XML 1.0 (third edition) §3.
+const (
+	nsXML   = "http://www.w3.org/XML/1998/namespace"
+	nsXMLNS = "http://www.w3.org/2000/xmlns/"
+)
+
+// As byte slices, so that resolving xml:lang does not allocate.
+var (
+	nsXMLBytes   = []byte(nsXML)
+	nsXMLNSBytes = []byte(nsXMLNS)
+)
 
 // stage is where in the stream the scanner is.
 type stage uint8
@@ -42,11 +52,14 @@ type Scanner struct {
 	lim Limits
 	err error
 
-	buf   []byte
-	big   *[]byte // buf when it came from bigPool
-	start int     // first unconsumed byte
-	pos   int     // next byte to scan
-	end   int     // end of valid data
+	buf []byte
+	big *[]byte // buf when it came from bigPool
+	// charged is what this scanner holds of lim.Budget: len(*big) minus
+	// the free initial 1 KiB.
+	charged int64
+	start   int // first unconsumed byte
+	pos     int // next byte to scan
+	end     int // end of valid data
 
 	stage stage
 	// the element being scanned; offsets are relative to start
@@ -59,6 +72,7 @@ type Scanner struct {
 	nsMarks  []int      // len(ns) at each depth's start
 	attrs    []Attr     // top element's attributes, built by token()
 	aspans   []attrSpan // attributes of the tag(s) being scanned, relative
+	auris    [][]byte   // namespace of each attribute of the tag being checked (nil: none)
 	inh      []NS
 	top      elemInfo
 
@@ -119,7 +133,21 @@ func (s *Scanner) Reset(r io.Reader) {
 	s.stage = stageProlog
 	s.hdrName, s.hdrNS, s.hdrDef = nil, nil, nil
 	s.resetElement()
-	s.Release()
+	s.drop()
+}
+
+// SetMaxElementBytes changes the limit on one top-level element from the
+// next element on; n <= 0 restores the default. A server keeps the limit
+// small until the stream is authenticated, so that an unauthenticated
+// peer cannot make it hold a large stanza (RFC 6120 §13.12 item 4), and
+// raises it after. The scanner is between elements whenever its owner can
+// call this, so the element being read next is the first under the new
+// limit.
+func (s *Scanner) SetMaxElementBytes(n int) {
+	if n <= 0 {
+		n = defaultElementBytes
+	}
+	s.lim.MaxElementBytes = n
 }
 
 // Buffered is how many bytes were read but not yet returned as tokens.
@@ -127,18 +155,51 @@ func (s *Scanner) Buffered() int { return s.end - s.pos }
 
 var bigPool = sync.Pool{}
 
-// Release gives back the read buffer when nothing is buffered, so an idle
-// connection holds none. The scanner takes a new one when it reads again.
+// errReleased is the error of a scanner released in the middle of input.
+var errReleased = errors.New("xmlscan: scanner released with unread input")
+
+// Release gives back the read buffer and what it was charged to the
+// Budget; the last token's views become invalid. Called between tokens
+// with nothing buffered (an idle connection), the scanner stays usable
+// and takes a new buffer when it reads again. Called with input buffered
+// that is not yet returned as a token (at the end of a connection), that
+// input is dropped and the scanner fails with an error from then on.
 func (s *Scanner) Release() {
-	if s.end != s.start {
-		return
+	pending := s.end > s.pos || s.stage == stageElement
+	s.drop()
+	if pending && s.err == nil {
+		s.err = errReleased
 	}
+}
+
+// drop gives back the read buffer and its budget charge.
+func (s *Scanner) drop() {
 	if s.big != nil {
 		bigPool.Put(s.big)
 		s.big = nil
 	}
+	s.lim.Budget.give(s.charged)
+	s.charged = 0
 	s.buf = nil
+	clear(s.auris[:cap(s.auris)]) // views on the old buffer
 	s.start, s.pos, s.end = 0, 0, 0
+}
+
+// shrink moves what is left after a large token into a small buffer, so
+// that a connection that sent one large stanza does not keep holding (and
+// being charged for) a large buffer.
+func (s *Scanner) shrink() {
+	n := s.end - s.start
+	nb := make([]byte, initialBuf)
+	copy(nb, s.buf[s.start:s.end])
+	bigPool.Put(s.big)
+	s.big = nil
+	s.lim.Budget.give(s.charged)
+	s.charged = 0
+	s.buf = nb
+	s.pos -= s.start
+	s.end = n
+	s.start = 0
 }
 
 func (s *Scanner) resetElement() {
@@ -177,20 +238,23 @@ func (s *Scanner) Next() (Token, error) {
 	if s.start == s.end {
 		s.start, s.pos, s.end = 0, 0, 0
 		if s.big != nil {
-			s.Release()
+			s.drop()
 		}
+	} else if s.big != nil && s.end-s.start <= initialBuf-minRead {
+		s.shrink()
 	}
 	for {
 		tok, err := s.step()
 		if err == nil {
 			return tok, nil
 		}
-		if err != errMore {
-			s.err = err
-			return Token{}, err
+		if err == errMore {
+			err = s.fill()
 		}
-		if err := s.fill(); err != nil {
+		if err != nil {
+			// Failed for good: nothing buffered is of use any more.
 			s.err = err
+			s.drop()
 			return Token{}, err
 		}
 	}
@@ -216,8 +280,8 @@ func (s *Scanner) fill() error {
 		n := s.end - s.start
 		if s.start > 0 && len(s.buf)-n >= minRead && n < len(s.buf)/2 {
 			copy(s.buf, s.buf[s.start:s.end])
-		} else {
-			s.grow(n)
+		} else if err := s.grow(n); err != nil {
+			return err
 		}
 		s.pos -= s.start
 		s.end = n
@@ -237,8 +301,9 @@ func (s *Scanner) fill() error {
 	return err
 }
 
-// grow moves the unconsumed n bytes into a buffer twice as large.
-func (s *Scanner) grow(n int) {
+// grow moves the unconsumed n bytes into a buffer twice as large,
+// charging the growth to the budget.
+func (s *Scanner) grow(n int) error {
 	size := 2 * len(s.buf)
 	if size < n+minRead {
 		size = n + minRead
@@ -247,7 +312,9 @@ func (s *Scanner) grow(n int) {
 		size = max
 	}
 	var nb *[]byte
-	if v, ok := bigPool.Get().(*[]byte); ok && len(*v) >= size {
+	// A pooled buffer much larger than needed would be charged (and
+	// held) for nothing.
+	if v, ok := bigPool.Get().(*[]byte); ok && len(*v) >= size && len(*v) <= 2*size {
 		nb = v
 	} else {
 		if ok {
@@ -256,12 +323,19 @@ func (s *Scanner) grow(n int) {
 		b := make([]byte, size)
 		nb = &b
 	}
+	charge := int64(len(*nb) - initialBuf)
+	if !s.lim.Budget.take(charge - s.charged) {
+		bigPool.Put(nb)
+		return &Error{Cond: ResourceConstraint, Reason: "no room left in the memory budget for partial stanzas"}
+	}
+	s.charged = charge
 	copy(*nb, s.buf[s.start:s.end])
 	if s.big != nil {
 		bigPool.Put(s.big)
 	}
 	s.big = nb
 	s.buf = *nb
+	return nil
 }
 
 // rel and abs convert between buffer offsets and token-relative ones.
@@ -342,8 +416,14 @@ func (s *Scanner) prolog() (Token, error) {
 	if err != nil {
 		return Token{}, err
 	}
-	// An empty-element header is returned as is: the caller answers it
-	// (it can never be a valid stream open tag).
+	// An empty-element stream header would be a stream that ends where
+	// it begins: no stanza can follow it (RFC 6120 §4.2). Refusing it here
+	// makes every transport answer it the same way. Any other first
+	// element is returned for the caller's name and namespace checks,
+	// which give a more precise stream error (invalid-namespace).
+	if s.top.selfClosing && string(s.bytesOf(s.top.local)) == "stream" {
+		return Token{}, wellFormed("self-closing stream header")
+	}
 	// Own the header's name and namespace bindings: they outlive the buffer.
 	s.hdrName = append([]byte(nil), s.buf[s.abs(s.names[0].off):s.abs(s.names[0].off+s.names[0].n)]...)
 	s.hdrNS = s.hdrNS[:0]
@@ -362,28 +442,104 @@ func (s *Scanner) prolog() (Token, error) {
 	return tok, nil
 }
 
-// checkDecl accepts version and an encoding that is UTF-8 (RFC 6120 §11.6).
+// checkDecl checks the XML declaration, given the bytes between "<?xml"
+// and "?>": a version that must be 1.0, then optionally an encoding that
+// must be UTF-8 (RFC 6120 §11.6), then optionally standalone, each
+// preceded by whitespace, in that order (XML 1.0 §2.8 [23]-[26], [32],
+// §4.3.3 [80]-[81]).
 func checkDecl(d []byte) error {
-	i := bytes.Index(d, []byte("encoding"))
-	if i < 0 {
-		return nil
+	name, val, rest, err := declAttr(d)
+	if err != nil {
+		return err
 	}
-	rest := bytes.TrimLeft(d[i+len("encoding"):], " \t\r\n")
-	if len(rest) == 0 || rest[0] != '=' {
-		return wellFormed("bad XML declaration")
+	if name != "version" {
+		return wellFormed("XML declaration without a version")
 	}
-	rest = bytes.TrimLeft(rest[1:], " \t\r\n")
-	if len(rest) < 2 || (rest[0] != '\'' && rest[0] != '"') {
-		return wellFormed("bad XML declaration")
+	if string(val) != "1.0" {
+		return wellFormed("XML version " + string(val) + " is not 1.0")
 	}
-	j := bytes.IndexByte(rest[1:], rest[0])
-	if j < 0 {
-		return wellFormed("bad XML declaration")
+	if name, val, rest, err = declAttr(rest); err != nil {
+		return err
 	}
-	if enc := rest[1 : 1+j]; !bytes.EqualFold(enc, []byte("UTF-8")) && !bytes.EqualFold(enc, []byte("UTF8")) {
-		return encoding("encoding " + string(enc) + " is not UTF-8")
+	if name == "encoding" {
+		if !encName(val) {
+			return wellFormed("bad encoding name in the XML declaration")
+		}
+		if !bytes.EqualFold(val, []byte("UTF-8")) && !bytes.EqualFold(val, []byte("UTF8")) {
+			return encoding("encoding " + string(val) + " is not UTF-8")
+		}
+		if name, val, rest, err = declAttr(rest); err != nil {
+			return err
+		}
+	}
+	if name == "standalone" {
+		if string(val) != "yes" && string(val) != "no" {
+			return wellFormed("standalone must be yes or no")
+		}
+		if name, _, _, err = declAttr(rest); err != nil {
+			return err
+		}
+	}
+	if name != "" {
+		return wellFormed("unexpected " + name + " in the XML declaration")
 	}
 	return nil
+}
+
+// declAttr reads one pseudo-attribute (S name Eq quoted-value) at the
+// start of d. At the end of d (trailing whitespace allowed) name is "".
+func declAttr(d []byte) (name string, val, rest []byte, err error) {
+	i := 0
+	for i < len(d) && isWS(d[i]) {
+		i++
+	}
+	if i == len(d) {
+		return "", nil, nil, nil
+	}
+	if i == 0 {
+		return "", nil, nil, wellFormed("XML declaration: whitespace expected")
+	}
+	n := i
+	for n < len(d) && d[n] >= 'a' && d[n] <= 'z' {
+		n++
+	}
+	name = string(d[i:n])
+	switch name {
+	case "version", "encoding", "standalone":
+	default:
+		return "", nil, nil, wellFormed("XML declaration: unknown pseudo-attribute")
+	}
+	for n < len(d) && isWS(d[n]) {
+		n++
+	}
+	if n == len(d) || d[n] != '=' {
+		return "", nil, nil, wellFormed("XML declaration: = expected")
+	}
+	n++
+	for n < len(d) && isWS(d[n]) {
+		n++
+	}
+	if n == len(d) || d[n] != '\'' && d[n] != '"' {
+		return "", nil, nil, wellFormed("XML declaration: quoted value expected")
+	}
+	end := bytes.IndexByte(d[n+1:], d[n])
+	if end < 0 {
+		return "", nil, nil, wellFormed("XML declaration: unterminated value")
+	}
+	return name, d[n+1 : n+1+end], d[n+1+end+1:], nil
+}
+
+// encName applies XML 1.0 §4.3.3 [81]: [A-Za-z] ([A-Za-z0-9._] | '-')*.
+func encName(v []byte) bool {
+	if len(v) == 0 || !(v[0] >= 'a' && v[0] <= 'z' || v[0] >= 'A' && v[0] <= 'Z') {
+		return false
+	}
+	for _, c := range v[1:] {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // between skips keepalive whitespace and starts the next element or
@@ -746,9 +902,25 @@ func (s *Scanner) name(i int) (end, colon int, err error) {
 	return 0, 0, errMore
 }
 
-// nameRune applies the XML 1.0 (5th edition) NameStartChar/NameChar
-// ranges above ASCII.
+// nameRune reports whether a non-ASCII rune may stand in a name (first:
+// at its start or just after the colon). It must be allowed both by XML
+// 1.0 fifth edition (§2.3 [4], [4a]) and by editions 1 to 4 (Appendix B):
+// expat, the parser of most XMPP clients and servers, still applies the
+// older classes, so a name only the fifth edition allows would break the
+// client a stanza is forwarded to.
 func nameRune(r rune, first bool) bool {
+	if !nameRune5(r, first) || r > 0xFFFF {
+		return false
+	}
+	if first {
+		return inRanges(legacyNameStart, r)
+	}
+	return inRanges(legacyNameChar, r)
+}
+
+// nameRune5 applies the XML 1.0 (5th edition) NameStartChar/NameChar
+// ranges above ASCII.
+func nameRune5(r rune, first bool) bool {
 	switch {
 	case r >= 0xC0 && r <= 0xD6, r >= 0xD8 && r <= 0xF6, r >= 0xF8 && r <= 0x2FF,
 		r >= 0x370 && r <= 0x37D, r >= 0x37F && r <= 0x1FFF, r >= 0x200C && r <= 0x200D,
@@ -757,6 +929,23 @@ func nameRune(r rune, first bool) bool {
 		return true
 	case !first && (r == 0xB7 || r >= 0x300 && r <= 0x36F || r >= 0x203F && r <= 0x2040):
 		return true
+	}
+	return false
+}
+
+// inRanges reports whether r is in one of the sorted inclusive ranges.
+func inRanges(t [][2]uint16, r rune) bool {
+	lo, hi := 0, len(t)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		switch {
+		case r < rune(t[m][0]):
+			hi = m
+		case r > rune(t[m][1]):
+			lo = m + 1
+		default:
+			return true
+		}
 	}
 	return false
 }
@@ -932,14 +1121,28 @@ func (s *Scanner) attr(i, firstAttr, nsMark int) (int, error) {
 	}
 	switch {
 	case colon < 0 && string(name) == "xmlns":
+		if err := checkNSName(value); err != nil {
+			return 0, err
+		}
+		if equalValue(value, nsXMLBytes) || equalValue(value, nsXMLNSBytes) {
+			return 0, wellFormed("a reserved namespace cannot be the default namespace")
+		}
 		s.ns = append(s.ns, binding{prefix: span{i - s.start, 0}, uri: span{v - s.start, j - v}})
 	case colon >= 0 && string(b[i:colon]) == "xmlns":
 		p := b[colon+1 : nameEnd]
+		if err := checkNSName(value); err != nil {
+			return 0, err
+		}
+		isXML := equalValue(value, nsXMLBytes)
 		switch {
 		case string(p) == "xmlns":
 			return 0, wellFormed("the xmlns prefix cannot be declared")
-		case string(p) == "xml" && string(value) != nsXML:
-			return 0, wellFormed("the xml prefix is bound to its own namespace")
+		case string(p) == "xml" && !isXML:
+			return 0, wellFormed("the xml prefix is bound to its own namespace only")
+		case string(p) != "xml" && isXML:
+			return 0, wellFormed("the XML namespace is bound to the xml prefix only")
+		case equalValue(value, nsXMLNSBytes):
+			return 0, wellFormed("the xmlns namespace cannot be bound to a prefix")
 		case len(value) == 0:
 			return 0, wellFormed("a prefix cannot be undeclared in XML 1.0")
 		}
@@ -950,19 +1153,122 @@ func (s *Scanner) attr(i, firstAttr, nsMark int) (int, error) {
 }
 
 // checkAttrs resolves the prefixes of the attributes of the tag just
-// scanned: every prefix must be bound.
+// scanned: every prefix must be bound, and no two attributes may have the
+// same expanded name, that is the same local name with prefixes bound to
+// the same namespace (Namespaces in XML 1.0 §6.3). Attributes without a
+// prefix are in no namespace, so two of them clash only when their names
+// are equal, which attr already refuses. Tags carry few attributes (at
+// most MaxAttrs), so the pairwise comparison is cheap.
 func (s *Scanner) checkAttrs(first int) error {
+	s.auris = s.auris[:0]
 	for k := first; k < len(s.aspans); k++ {
 		n := s.bytesOf(s.aspans[k].name)
 		c := bytes.IndexByte(n, ':')
 		if c < 0 || string(n[:c]) == "xmlns" {
+			s.auris = append(s.auris, nil)
 			continue
 		}
-		if _, _, _, err := s.resolve(span{s.aspans[k].name.off, c}, false); err != nil {
+		space, rel, owned, err := s.resolve(span{s.aspans[k].name.off, c}, false)
+		if err != nil {
 			return err
 		}
+		if !owned {
+			space = s.bytesOf(rel)
+		}
+		local := n[c+1:]
+		for m := first; m < k; m++ {
+			u := s.auris[m-first]
+			if u == nil {
+				continue
+			}
+			mn := s.bytesOf(s.aspans[m].name)
+			if bytes.Equal(mn[bytes.IndexByte(mn, ':')+1:], local) && equalValue(u, space) {
+				return wellFormed("attributes " + string(mn) + " and " + string(n) + " have the same expanded name")
+			}
+		}
+		s.auris = append(s.auris, space)
 	}
 	return nil
+}
+
+// checkNSName refuses a namespace name with whitespace in it, written or
+// as a character reference. A namespace name must be a URI reference
+// (Namespaces in XML 1.0 §2.2), which has none; refusing it also keeps the
+// comparisons below exact, as they need not apply attribute-value
+// normalization (XML 1.0 §3.3.3).
+func checkNSName(v []byte) error {
+	for i := 0; i < len(v); {
+		r, n := valueRune(v, i)
+		if r == ' ' || r == '\t' || r == '\n' || r == '\r' {
+			return wellFormed("whitespace in a namespace name")
+		}
+		i += n
+	}
+	return nil
+}
+
+// equalValue reports whether two raw attribute values, already checked by
+// attr, stand for the same characters once references are replaced.
+func equalValue(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		ra, na := valueRune(a, i)
+		rb, nb := valueRune(b, j)
+		if ra != rb {
+			return false
+		}
+		i, j = i+na, j+nb
+	}
+	return i == len(a) && j == len(b)
+}
+
+// valueRune decodes the character at v[i] of a raw attribute value that
+// attr has checked: a reference stands for the character it names.
+func valueRune(v []byte, i int) (rune, int) {
+	if v[i] != '&' {
+		if v[i] < utf8.RuneSelf {
+			return rune(v[i]), 1
+		}
+		return utf8.DecodeRune(v[i:])
+	}
+	end := bytes.IndexByte(v[i:], ';')
+	if end < 0 {
+		return utf8.RuneError, len(v) - i // not reached for checked values
+	}
+	name := v[i+1 : i+end]
+	switch string(name) {
+	case "lt":
+		return '<', end + 1
+	case "gt":
+		return '>', end + 1
+	case "amp":
+		return '&', end + 1
+	case "quot":
+		return '"', end + 1
+	case "apos":
+		return '\'', end + 1
+	}
+	var r rune
+	if len(name) > 1 && name[1] == 'x' {
+		for _, d := range name[2:] {
+			switch {
+			case d >= '0' && d <= '9':
+				r = r*16 + rune(d-'0')
+			case d >= 'a' && d <= 'f':
+				r = r*16 + rune(d-'a'+10)
+			case d >= 'A' && d <= 'F':
+				r = r*16 + rune(d-'A'+10)
+			}
+		}
+	} else if len(name) > 0 {
+		for _, d := range name[1:] {
+			r = r*10 + rune(d-'0')
+		}
+	}
+	return r, end + 1
 }
 
 // resolve finds the namespace a prefix is bound to: inside the element
@@ -974,7 +1280,7 @@ func (s *Scanner) resolve(prefix span, element bool) (space []byte, rel span, ow
 		return nil, span{}, true, nil
 	}
 	if string(p) == "xml" {
-		return []byte(nsXML), span{}, true, nil
+		return nsXMLBytes, span{}, true, nil
 	}
 	for k := len(s.ns) - 1; k >= 0; k-- {
 		if bytes.Equal(s.bytesOf(s.ns[k].prefix), p) {

@@ -2,6 +2,7 @@ package xmlscan
 
 import (
 	"bytes"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -302,6 +303,208 @@ func BenchmarkScan(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if _, err := s.Next(); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// scanErr scans in (whole, bytewise and in random chunks) and returns the
+// condition every reading ended with, failing the test if they disagree.
+func scanCond(t *testing.T, in string, lim Limits) (Condition, error) {
+	t.Helper()
+	var cond Condition
+	var first error
+	for rname, mk := range readers(in) {
+		_, _, err := scanAll(mk(), lim)
+		var e *Error
+		c := Condition("")
+		if errors.As(err, &e) {
+			c = e.Cond
+		}
+		if first == nil {
+			cond, first = c, err
+		} else if c != cond {
+			t.Fatalf("%s reading ended with %v, another with %v", rname, err, first)
+		}
+	}
+	return cond, first
+}
+
+// TestNamespaceRules: Namespaces in XML 1.0 §3 and §6.3 on the top
+// element, on a child element and on the stream header. A peer's client
+// parser (expat, libxml2) refuses these, so forwarding one would cut the
+// recipient off (issue 12 item 2).
+func TestNamespaceRules(t *testing.T) {
+	const (
+		x  = "http://www.w3.org/XML/1998/namespace"
+		xn = "http://www.w3.org/2000/xmlns/"
+	)
+	bad := []struct{ name, attrs string }{
+		{"duplicate expanded attribute name", "xmlns:a='urn:x' xmlns:b='urn:x' a:q='1' b:q='2'"},
+		{"duplicate expanded name, declarations after use", "a:q='1' b:q='2' xmlns:a='urn:x' xmlns:b='urn:x'"},
+		{"duplicate expanded name through a reference", "xmlns:a='urn:x' xmlns:b='urn&#x3a;x' a:q='1' b:q='2'"},
+		{"duplicate expanded name with xml prefix", "xmlns:a='" + x + "' a:lang='en' xml:lang='en'"},
+		{"duplicate expanded name with a header prefix", "xmlns:a='jabber:server:dialback' a:q='1' db:q='2'"},
+		{"xml prefix bound elsewhere", "xmlns:xml='urn:x'"},
+		{"xml namespace bound to another prefix", "xmlns:a='" + x + "'"},
+		{"xml namespace bound through a reference", "xmlns:a='http&#58;//www.w3.org/XML/1998/namespace'"},
+		{"xml namespace as default", "xmlns='" + x + "'"},
+		{"xmlns prefix declared", "xmlns:xmlns='urn:x'"},
+		{"xmlns prefix declared to its namespace", "xmlns:xmlns='" + xn + "'"},
+		{"xmlns namespace bound to a prefix", "xmlns:a='" + xn + "'"},
+		{"xmlns namespace bound to the xml prefix", "xmlns:xml='" + xn + "'"},
+		{"xmlns namespace as default", "xmlns='" + xn + "'"},
+		{"whitespace in a namespace name", "xmlns:a='urn:x y'"},
+		{"referenced whitespace in a namespace name", "xmlns='urn:x&#9;'"},
+	}
+	good := []struct{ name, attrs string }{
+		{"xml prefix declared to its namespace", "xmlns:xml='" + x + "' xml:lang='en'"},
+		{"same local name in different namespaces", "xmlns:a='urn:x' xmlns:b='urn:y' a:q='1' b:q='2'"},
+		{"same local name, one unprefixed", "xmlns:a='urn:x' a:q='1' q='2'"},
+		{"xml:lang and a same-named unprefixed attribute", "xml:lang='en' lang='fr'"},
+		{"empty default namespace", "xmlns=''"},
+		{"reference in a namespace name", "xmlns:a='urn:x?a=1&amp;b=2' a:q='1'"},
+	}
+	for _, where := range []struct {
+		name string
+		wrap func(attrs string) string
+	}{
+		{"top element", func(a string) string { return hdr + "<message " + a + "><body>x</body></message>" }},
+		{"child element", func(a string) string { return hdr + "<message><body " + a + ">x</body></message>" }},
+		{"empty grandchild", func(a string) string { return hdr + "<iq type='get'><q xmlns='urn:q'><i " + a + "/></q></iq>" }},
+		{"stream header", func(a string) string {
+			h := hdr
+			if strings.HasPrefix(a, "xmlns=") { // in place of the header's own
+				h = strings.Replace(h, " xmlns='jabber:client'", "", 1)
+			}
+			return strings.Replace(h, " to=", " "+a+" to=", 1) + "<presence/>"
+		}},
+	} {
+		for _, tc := range bad {
+			t.Run(where.name+"/"+tc.name, func(t *testing.T) {
+				if where.name == "stream header" && strings.Contains(tc.attrs, "db:") {
+					t.Skip("the header declares db itself")
+				}
+				if c, err := scanCond(t, where.wrap(tc.attrs), Limits{}); c != NotWellFormed {
+					t.Fatalf("got %v, want not-well-formed", err)
+				}
+			})
+		}
+		for _, tc := range good {
+			t.Run(where.name+"/accepts "+tc.name, func(t *testing.T) {
+				if _, err := scanCond(t, where.wrap(tc.attrs), Limits{}); err != io.EOF {
+					t.Fatalf("got %v, want it accepted", err)
+				}
+			})
+		}
+	}
+}
+
+// TestXMLDeclaration: XML 1.0 §2.8; only version 1.0 and UTF-8 are spoken
+// (RFC 6120 §11.5, §11.6).
+func TestXMLDeclaration(t *testing.T) {
+	for _, tc := range []struct {
+		name, decl string
+		want       Condition // "" accepted
+	}{
+		{"version only", "<?xml version='1.0'?>", ""},
+		{"double quotes and spaces", "<?xml  version = \"1.0\"  encoding = \"utf-8\" ?>", ""},
+		{"all three", "<?xml version='1.0' encoding='UTF-8' standalone='yes'?>", ""},
+		{"standalone without encoding", "<?xml version='1.0' standalone='no'?>", ""},
+		{"no version", "<?xml encoding='UTF-8'?>", NotWellFormed},
+		{"empty declaration", "<?xml ?>", NotWellFormed},
+		{"version 1.1", "<?xml version='1.1'?>", NotWellFormed},
+		{"version 2.0", "<?xml version='2.0'?>", NotWellFormed},
+		{"empty version", "<?xml version=''?>", NotWellFormed},
+		{"version after encoding", "<?xml encoding='UTF-8' version='1.0'?>", NotWellFormed},
+		{"standalone before encoding", "<?xml version='1.0' standalone='yes' encoding='UTF-8'?>", NotWellFormed},
+		{"version twice", "<?xml version='1.0' version='1.0'?>", NotWellFormed},
+		{"unknown pseudo-attribute", "<?xml version='1.0' foo='bar'?>", NotWellFormed},
+		{"no whitespace between", "<?xml version='1.0'encoding='UTF-8'?>", NotWellFormed},
+		{"mismatched quotes", "<?xml version='1.0\"?>", NotWellFormed},
+		{"unquoted", "<?xml version=1.0?>", NotWellFormed},
+		{"standalone maybe", "<?xml version='1.0' standalone='maybe'?>", NotWellFormed},
+		{"bad encoding name", "<?xml version='1.0' encoding='8bit'?>", NotWellFormed},
+		{"latin-1", "<?xml version='1.0' encoding='ISO-8859-1'?>", UnsupportedEncoding},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := scanCond(t, tc.decl+hdr+"<presence/>", Limits{})
+			if tc.want == "" && err != io.EOF || tc.want != "" && c != tc.want {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestSelfClosingHeader: a stream header that closes itself is refused by
+// the scanner, so every transport answers it the same way.
+func TestSelfClosingHeader(t *testing.T) {
+	for _, in := range []string{
+		strings.TrimSuffix(hdr, ">") + "/>",
+		"<?xml version='1.0'?>" + strings.TrimSuffix(hdr, ">") + " />",
+	} {
+		if c, err := scanCond(t, in, Limits{}); c != NotWellFormed {
+			t.Errorf("%q: got %v, want not-well-formed", in, err)
+		}
+	}
+	// Another first element is the caller's to refuse (invalid-namespace).
+	s := New(strings.NewReader("<message xmlns='jabber:client'/>"), Limits{})
+	if tok, err := s.Next(); err != nil || !tok.SelfClosing || string(tok.Local) != "message" {
+		t.Errorf("a self-closing non-stream first element: %v", err)
+	}
+}
+
+// TestNameCharacters: a non-ASCII name character must be allowed by XML
+// 1.0 fifth edition and by editions 1-4, which expat (slixmpp, Prosody)
+// and encoding/xml apply: "<a⁰/>" is fifth-edition XML, but forwarding it
+// disconnects an expat client.
+func TestNameCharacters(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"é", true}, {"日本", true}, {"aà", true}, {"a·", true}, {"xำ", true}, {"p:é", true},
+		{"a⁰", false}, {"⁰", false}, {"·x", false}, {"𐀀", false}, {"aͿ", false}, {"Ͱ", false}, {"、x", false}, {"p:·", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := hdr + "<" + tc.name + " xmlns:p='urn:p'/>"
+			c, err := scanCond(t, in, Limits{})
+			if tc.ok && err != io.EOF || !tc.ok && c != NotWellFormed {
+				t.Fatalf("got %v, want accepted=%v", err, tc.ok)
+			}
+			in = hdr + "<a " + tc.name + "='1' xmlns:p='urn:p'/>"
+			c, err = scanCond(t, in, Limits{})
+			if tc.ok && err != io.EOF || !tc.ok && c != NotWellFormed {
+				t.Fatalf("as an attribute name: got %v, want accepted=%v", err, tc.ok)
+			}
+		})
+	}
+}
+
+// TestLegacyNameTables: names_table.go (generated by names_gen.go) still
+// says what encoding/xml says for every BMP character, and the fifth
+// edition check never widens it.
+func TestLegacyNameTables(t *testing.T) {
+	if testing.Short() {
+		t.Skip("probes 128k documents")
+	}
+	accepts := func(doc string) bool {
+		d := xml.NewDecoder(strings.NewReader(doc))
+		d.Strict = true
+		_, err := d.RawToken()
+		return err == nil
+	}
+	for r := rune(0x80); r <= 0xFFFF; r++ {
+		if r >= 0xD800 && r <= 0xDFFF {
+			continue
+		}
+		if got, want := inRanges(legacyNameStart, r), accepts("<"+string(r)+"/>"); got != want {
+			t.Fatalf("legacyNameStart(%U) = %v, encoding/xml says %v", r, got, want)
+		}
+		if got, want := inRanges(legacyNameChar, r), accepts("<a"+string(r)+"/>"); got != want {
+			t.Fatalf("legacyNameChar(%U) = %v, encoding/xml says %v", r, got, want)
+		}
+		if nameRune(r, true) && !inRanges(legacyNameStart, r) || nameRune(r, false) && !inRanges(legacyNameChar, r) {
+			t.Fatalf("nameRune(%U) wider than the legacy tables", r)
 		}
 	}
 }

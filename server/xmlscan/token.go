@@ -112,6 +112,12 @@ type Limits struct {
 	MaxDepth        int // element nesting below the stream; default 32
 	MaxAttrs        int // attributes (with namespace declarations) on one element; default 64
 	MaxNameBytes    int // one qualified element or attribute name; default 256
+
+	// Budget, when set, is shared by many scanners: the read-buffer bytes
+	// each holds beyond its first 1 KiB are charged to it, so that many
+	// connections each holding an unfinished large stanza cannot take more
+	// memory together than the budget. nil means unlimited.
+	Budget *Budget
 }
 
 // Condition names the RFC 6120 §4.9.3 stream error a scan failure maps to.
@@ -123,6 +129,9 @@ const (
 	RestrictedXML       Condition = "restricted-xml"
 	PolicyViolation     Condition = "policy-violation"
 	UnsupportedEncoding Condition = "unsupported-encoding"
+	// ResourceConstraint: the shared Budget has no room for the buffer
+	// this stream's next element needs.
+	ResourceConstraint Condition = "resource-constraint"
 )
 
 // Error is a protocol violation found in the stream. The connection that
