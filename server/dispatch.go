@@ -244,30 +244,13 @@ func (s *Server) bounce(sess im.Session, st *stanza.Stanza, cond stanza.Conditio
 	if string(st.Type) == "error" || (st.Kind == stanza.IQ && string(st.Type) == "result") {
 		return
 	}
-	from := replyFrom(st, s.cfg.Domain)
+	from := stanza.ReplyFrom(st, s.cfg.Domain)
 	buf := getScratch()
 	*buf = stanza.AppendError((*buf)[:0], st, sess.JID().String(), from, cond, text)
 	sess.Deliver(*buf)
 	putScratch(buf)
 }
 
-// replyFrom is the from of the server's answer to st: the address st was
-// sent to (RFC 6120 §8.3.1), or the server's domain when st had no 'to'
-// or its 'to' is not a valid JID (an error from='a@b@c' could not be
-// parsed by the sender, who would never see it).
-func replyFrom(st *stanza.Stanza, domain string) string {
-	if st.To == nil {
-		return domain
-	}
-	v, err := stanza.Unescape(st.To)
-	if err != nil {
-		return domain
-	}
-	if _, err := jid.Parse(v); err != nil {
-		return domain
-	}
-	return v
-}
 
 func (s *Server) userExists(local []byte) bool {
 	ok, err := s.store.UserExists(string(local))

@@ -53,7 +53,7 @@ func (s *Server) serverIQ(sess im.Session, st *stanza.Stanza) {
 
 // result answers st with an iq result carrying payload (nil for none).
 func (s *Server) result(sess im.Session, st *stanza.Stanza, payload []byte) {
-	from := replyFrom(st, s.cfg.Domain)
+	from := stanza.ReplyFrom(st, s.cfg.Domain)
 	buf := getScratch()
 	*buf = stanza.AppendIQResult((*buf)[:0], st.ID, sess.JID().String(), from, payload)
 	sess.Deliver(*buf)

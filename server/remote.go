@@ -44,7 +44,7 @@ func (s *Server) startFederation(tlsCfg *tls.Config) error {
 	}
 	s.s2s = s2s.New(s2s.Config{
 		Domain: s.cfg.Domain, Secret: s.store.Secret(), Routes: s.cfg.S2S.Routes, TLS: tlsCfg, Roots: roots,
-		Limits:     xmlscan.Limits{MaxElementBytes: s.cfg.Limits.StanzaBytes, MaxDepth: s.cfg.Limits.MaxDepth},
+		Limits:     xmlscan.Limits{MaxElementBytes: s.cfg.Limits.StanzaBytes, MaxDepth: s.cfg.Limits.MaxDepth, Budget: s.env.Limits.Budget},
 		MaxInbound: s.cfg.S2S.MaxInbound, MaxOutbound: s.cfg.S2S.MaxOutbound,
 		IdleTimeout: s.cfg.S2S.IdleTimeout.D(), QueueBytes: s.cfg.S2S.QueueBytes,
 	}, s, s.log)
@@ -209,21 +209,12 @@ func (s *Server) fromRemote(st *stanza.Stanza) {
 // remoteAddrs prepares a remote stanza's from and to; ok is false when
 // either is missing or not a JID.
 func remoteAddrs(st *stanza.Stanza) (from, to jid.JID, ok bool) {
-	f, err := stanza.Unescape(st.From)
-	if err != nil || f == "" {
+	from, err := stanza.ParseAddr(st.From)
+	if err != nil {
 		return from, to, false
 	}
-	t, err := stanza.Unescape(st.To)
-	if err != nil || t == "" {
-		return from, to, false
-	}
-	if from, err = jid.Parse(f); err != nil {
-		return from, to, false
-	}
-	if to, err = jid.Parse(t); err != nil {
-		return from, to, false
-	}
-	return from, to, true
+	to, err = stanza.ParseAddr(st.To)
+	return from, to, err == nil
 }
 
 // forwardFromRemote is a remote stanza as a client stream may carry it

@@ -106,18 +106,8 @@ var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b 
 
 // reply sends the error for st back to sess.
 func (m *Service) reply(sess Session, st *stanza.Stanza, cond stanza.Condition, text string) {
-	// RFC 6120 §8.3.1: from the address the stanza was sent to, or from
-	// the domain when that is not a JID the sender could parse.
-	from := m.Domain
-	if st.To != nil {
-		if v, err := stanza.Unescape(st.To); err == nil {
-			if _, err := jid.Parse(v); err == nil {
-				from = v
-			}
-		}
-	}
 	b := scratch.Get().(*[]byte)
-	*b = stanza.AppendError((*b)[:0], st, sess.JID().String(), from, cond, text)
+	*b = stanza.AppendError((*b)[:0], st, sess.JID().String(), stanza.ReplyFrom(st, m.Domain), cond, text)
 	sess.Deliver(*b)
 	scratch.Put(b)
 }

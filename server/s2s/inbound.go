@@ -279,11 +279,11 @@ func (in *inbound) check(st *stanza.Stanza) (stanza.StreamCondition, string) {
 	if len(st.To) == 0 || len(st.From) == 0 {
 		return stanza.StreamImproperAddressing, "a server stanza needs both to and from"
 	}
-	to, ok := preparedDomain(st.To)
+	to, ok := stanza.AddrDomain(st.To)
 	if !ok {
 		return stanza.StreamImproperAddressing, "the to address is not a valid JID"
 	}
-	from, ok := preparedDomain(st.From)
+	from, ok := stanza.AddrDomain(st.From)
 	if !ok {
 		return stanza.StreamImproperAddressing, "the from address is not a valid JID"
 	}

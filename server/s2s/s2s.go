@@ -315,26 +315,6 @@ func attr(tok *xmlscan.Token, name string) string {
 	return s
 }
 
-// preparedDomain is the prepared domainpart (RFC 7622 §3.2: case and
-// width mapped, a trailing dot stripped) of a raw, still escaped JID
-// attribute value; ok is false when the value is not a valid JID.
-// Already-canonical addresses are answered without preparing the rest.
-func preparedDomain(raw []byte) (string, bool) {
-	if jid.Canonical(raw) {
-		_, d, _, _ := jid.Split(raw)
-		return string(d), true
-	}
-	s, err := stanza.Unescape(raw)
-	if err != nil {
-		return "", false
-	}
-	j, err := jid.Parse(s)
-	if err != nil {
-		return "", false
-	}
-	return j.Domain(), true
-}
-
 // prepareDomain is s prepared when it is a domain JID (no localpart or
 // resourcepart), "" otherwise.
 func prepareDomain(s string) string {

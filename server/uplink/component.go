@@ -24,7 +24,6 @@ import (
 	"sync"
 	"time"
 
-	"roost/server/jid"
 	"roost/server/outq"
 	"roost/server/stanza"
 	"roost/server/xmlscan"
@@ -303,11 +302,11 @@ func (l *Link) check(st *stanza.Stanza) (stanza.StreamCondition, string) {
 	if len(st.To) == 0 || len(st.From) == 0 {
 		return stanza.StreamImproperAddressing, "a stanza from the upstream needs both to and from"
 	}
-	to, ok := preparedDomain(st.To)
+	to, ok := stanza.AddrDomain(st.To)
 	if !ok {
 		return stanza.StreamImproperAddressing, "the to address is not a valid JID"
 	}
-	from, ok := preparedDomain(st.From)
+	from, ok := stanza.AddrDomain(st.From)
 	if !ok {
 		return stanza.StreamImproperAddressing, "the from address is not a valid JID"
 	}
@@ -326,30 +325,10 @@ func (l *Link) ownDomain() string {
 	if l.own != "" {
 		return l.own
 	}
-	if d, ok := preparedDomain([]byte(l.cfg.Domain)); ok {
+	if d, ok := stanza.AddrDomain([]byte(l.cfg.Domain)); ok {
 		return d
 	}
 	return l.cfg.Domain
-}
-
-// preparedDomain is the prepared domainpart (RFC 7622 §3.2) of a raw,
-// still escaped JID attribute value; ok is false when the value is not
-// a valid JID. Already-canonical addresses are answered without
-// allocating a prepared copy of the whole JID.
-func preparedDomain(raw []byte) (string, bool) {
-	if jid.Canonical(raw) {
-		_, d, _, _ := jid.Split(raw)
-		return string(d), true
-	}
-	s, err := stanza.Unescape(raw)
-	if err != nil {
-		return "", false
-	}
-	j, err := jid.Parse(s)
-	if err != nil {
-		return "", false
-	}
-	return j.Domain(), true
 }
 
 // closeWith ends the stream with a stream error, after what is queued,

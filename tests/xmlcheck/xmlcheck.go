@@ -221,6 +221,9 @@ func (c *checker) next() (xml.Token, []byte, error) {
 		if err := checkCharRefs(raw); err != nil {
 			return nil, nil, err
 		}
+		if err := checkAttrSeparation(raw); err != nil {
+			return nil, nil, err
+		}
 	}
 	return tok, raw, nil
 }
@@ -254,6 +257,37 @@ func qname(n xml.Name) string {
 func checkName(n xml.Name) error {
 	if strings.Contains(n.Local, ":") {
 		return fmt.Errorf("xmlcheck: name %q is not a QName", qname(n))
+	}
+	// RawToken checks the name start of the whole qualified name only: a
+	// local part after a prefix must itself be an NCName (§4).
+	if c := n.Local; n.Space != "" && c != "" && (c[0] >= '0' && c[0] <= '9' || c[0] == '-' || c[0] == '.') {
+		return fmt.Errorf("xmlcheck: local part of %q does not start with a name character", qname(n))
+	}
+	return nil
+}
+
+// checkAttrSeparation enforces XML 1.0 §3.1's S between attributes
+// (encoding/xml accepts a='1'b='2'): after an attribute value's closing
+// quote comes whitespace, '/' or '>'.
+func checkAttrSeparation(raw []byte) error {
+	var quote byte
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+				if i+1 < len(raw) {
+					switch raw[i+1] {
+					case ' ', '\t', '\r', '\n', '/', '>':
+					default:
+						return fmt.Errorf("xmlcheck: no whitespace between attributes in %q", raw)
+					}
+				}
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		}
 	}
 	return nil
 }
