@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -28,13 +27,17 @@ func cli(t *testing.T, stdin string, args ...string) (int, string) {
 	return code, out.String()
 }
 
+// writeConfig writes a config whose server listens only for client
+// streams on an ephemeral loopback port: every other listener is off, so
+// the tests pass where a Roost service already holds the default ports.
 func writeConfig(t *testing.T) (string, string) {
+	t.Helper()
 	dir := t.TempDir()
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	cfg := filepath.Join(dir, "c.json")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`{"data_dir": %q, "listen": {"c2s": "127.0.0.1:%d", "c2s_tls": ""}}`, filepath.Join(dir, "data"), port)), 0o600)
+	body := fmt.Sprintf(`{"data_dir": %q, "listen": {"c2s": "127.0.0.1:0", "c2s_tls": "", "dtls": "", "s2s": ""}}`, filepath.Join(dir, "data"))
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return dir, cfg
 }
 
@@ -124,6 +127,7 @@ func TestBackupUnderWriteLoad(t *testing.T) {
 	var acked atomic.Int64
 	stop := make(chan struct{})
 	done := make(chan error, 1)
+	enough := make(chan struct{}) // closed once 50 accounts are acknowledged
 	go func() {
 		for i := 1; i <= 5000; i++ {
 			select {
@@ -138,18 +142,33 @@ func TestBackupUnderWriteLoad(t *testing.T) {
 				return
 			}
 			acked.Store(int64(i))
+			if i == 50 {
+				close(enough)
+			}
 		}
 		done <- nil
 	}()
-	for acked.Load() < 50 {
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-enough:
+	case err := <-done:
+		if err != nil || acked.Load() < 50 {
+			t.Fatalf("the writer stopped before 50 accounts were acknowledged (%d): %v", acked.Load(), err)
+		}
+		done <- err // it finished all of them first; read again below
+	case <-time.After(30 * time.Second):
+		t.Fatalf("only %d of 50 accounts acknowledged after 30 s", acked.Load())
 	}
 	before := acked.Load()
 	dst := filepath.Join(dir, "backup.db")
 	code, out := cli(t, "", "backup", "-config", cfgPath, dst)
 	close(stop)
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the account writer did not stop within 30 s")
 	}
 	if code != 0 || !strings.Contains(out, "through the running server") {
 		t.Fatalf("backup: exit %d: %s", code, out)

@@ -89,6 +89,7 @@ func startServerLog(t *testing.T, mod func(*server.Config)) (*testServer, *logBu
 	cfg.DataDir = t.TempDir()
 	cfg.Listen.C2S = "127.0.0.1:0"
 	cfg.Listen.C2STLS = "127.0.0.1:0"
+	cfg.Listen.DTLS = ""
 	if mod != nil {
 		mod(cfg)
 	}

@@ -251,7 +251,6 @@ func (s *Server) bounce(sess im.Session, st *stanza.Stanza, cond stanza.Conditio
 	putScratch(buf)
 }
 
-
 func (s *Server) userExists(local []byte) bool {
 	ok, err := s.store.UserExists(string(local))
 	if err != nil {

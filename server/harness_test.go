@@ -42,6 +42,7 @@ func startServer(t testing.TB, mod func(*server.Config)) *testServer {
 	cfg.DataDir = t.TempDir()
 	cfg.Listen.C2S = "127.0.0.1:0"
 	cfg.Listen.C2STLS = "127.0.0.1:0"
+	cfg.Listen.DTLS = "" // DTLS is started by main, never by these tests; keep the default port out of them
 	if mod != nil {
 		mod(cfg)
 	}

@@ -48,6 +48,7 @@ func TestFromRemoteRefusesOwnDomain(t *testing.T) {
 	}
 	cfg.DataDir = t.TempDir()
 	cfg.Listen.C2S, cfg.Listen.C2STLS = "127.0.0.1:0", ""
+	cfg.Listen.DTLS = ""
 	s := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := s.Start(); err != nil {
 		t.Fatal(err)

@@ -42,7 +42,16 @@ func buildRoost(t *testing.T) string {
 	return bin
 }
 
-func portFree(addr string) bool {
+// portFree reports whether addr ("tcp" or "udp") can be bound now.
+func portFree(network, addr string) bool {
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return false
@@ -112,20 +121,21 @@ func TestSeedExample(t *testing.T) {
 	bin := buildRoost(t)
 	dir := t.TempDir()
 
-	// The README's command uses the embedded defaults (port 5222). When
-	// that port is taken on this machine, overlay a config with free
-	// ports, which exercises -config on the way.
+	// The README's command uses the embedded defaults (5222, 5223 and
+	// 5684/udp). When one of them is taken on this machine (Roost runs
+	// here as a service), overlay a config with free ports and no device
+	// listener, which exercises -config on the way.
 	args := []string{"run"}
 	var cfgArgs []string
 	port := 5222
-	if !portFree(":5222") || !portFree(":5223") {
+	if !portFree("tcp", ":5222") || !portFree("tcp", ":5223") || !portFree("udp", ":5684") {
 		port = testutil.FreePort(t)
-		cfg := fmt.Sprintf(`{"listen": {"c2s": "127.0.0.1:%d", "c2s_tls": "127.0.0.1:%d"}}`, port, testutil.FreePort(t))
+		cfg := fmt.Sprintf(`{"listen": {"c2s": "127.0.0.1:%d", "c2s_tls": "127.0.0.1:%d", "dtls": "", "s2s": ""}}`, port, testutil.FreePort(t))
 		if err := os.WriteFile(filepath.Join(dir, "test.json"), []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		cfgArgs = []string{"-config", "test.json"}
-		t.Logf("port 5222 is busy here; using %d through -config", port)
+		t.Logf("a default port (5222, 5223 or 5684/udp) is busy here; using %d through -config", port)
 	}
 
 	out, err := roost(t, bin, dir, "alice-secret\n", append(append([]string{"user", "add"}, cfgArgs...), "alice@localhost")...)
@@ -183,7 +193,7 @@ func TestGoSendxmpp(t *testing.T) {
 	bin := buildRoost(t)
 	dir := t.TempDir()
 	port, direct := testutil.FreePort(t), testutil.FreePort(t)
-	cfg := fmt.Sprintf(`{"listen": {"c2s": "127.0.0.1:%d", "c2s_tls": "127.0.0.1:%d"}}`, port, direct)
+	cfg := fmt.Sprintf(`{"listen": {"c2s": "127.0.0.1:%d", "c2s_tls": "127.0.0.1:%d", "dtls": "", "s2s": ""}}`, port, direct)
 	os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600)
 	for _, u := range []string{"alice", "bob"} {
 		if out, err := roost(t, bin, dir, u+"-pw\n", "user", "add", "-config", "c.json", u+"@localhost"); err != nil {
@@ -203,7 +213,36 @@ func TestGoSendxmpp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { listener.Process.Kill(); listener.Wait() }()
-	time.Sleep(1500 * time.Millisecond) // let the listener log in and send presence
+	send := func(name, body string, args ...string) {
+		t.Helper()
+		args = append([]string{"-u", "alice@localhost", "-p", "alice-pw"}, args...)
+		cmd := exec.Command(gsx, append(args, "bob@localhost")...)
+		cmd.Env = env
+		cmd.Stdin = strings.NewReader(body + "\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: go-sendxmpp: %v\n%s\nserver log:\n%s", name, err, out, proc.logs)
+		}
+	}
+	heardAll := func(want ...string) bool {
+		for _, w := range want {
+			if !strings.Contains(heard.String(), w) {
+				return false
+			}
+		}
+		return true
+	}
+	waitHeard := func(want ...string) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); !heardAll(want...); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("listener did not print %q in 20 s; it printed:\n%s\nserver log:\n%s", want, heard.String(), proc.logs)
+			}
+		}
+	}
+	// The listener is online once a first message reaches it (sent while
+	// it logs in, the message waits offline and comes with its presence).
+	send("probe", "listener probe", "-j", fmt.Sprintf("127.0.0.1:%d", port))
+	waitHeard("alice@localhost: listener probe")
 
 	for _, tc := range []struct {
 		name, body string
@@ -212,21 +251,9 @@ func TestGoSendxmpp(t *testing.T) {
 		{"STARTTLS", "hello over starttls", []string{"-j", fmt.Sprintf("127.0.0.1:%d", port)}},
 		{"direct TLS", "hello over direct tls", []string{"-j", fmt.Sprintf("127.0.0.1:%d", direct), "--tls"}},
 	} {
-		args := append([]string{"-u", "alice@localhost", "-p", "alice-pw"}, tc.args...)
-		cmd := exec.Command(gsx, append(args, "bob@localhost")...)
-		cmd.Env = env
-		cmd.Stdin = strings.NewReader(tc.body + "\n")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s: go-sendxmpp: %v\n%s\nserver log:\n%s", tc.name, err, out, proc.logs)
-		}
+		send(tc.name, tc.body, tc.args...)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && !(strings.Contains(heard.String(), "hello over starttls") && strings.Contains(heard.String(), "hello over direct tls")) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if !strings.Contains(heard.String(), "alice@localhost: hello over starttls") || !strings.Contains(heard.String(), "alice@localhost: hello over direct tls") {
-		t.Fatalf("listener heard:\n%s\nserver log:\n%s", heard.String(), proc.logs)
-	}
+	waitHeard("alice@localhost: hello over starttls", "alice@localhost: hello over direct tls")
 }
 
 // fixture is a roost process with users, started from a config with free ports.
@@ -239,7 +266,7 @@ type fixture struct {
 func newFixture(t *testing.T, users ...string) *fixture {
 	t.Helper()
 	f := &fixture{bin: buildRoost(t), dir: t.TempDir(), port: testutil.FreePort(t)}
-	cfg := fmt.Sprintf(`{"listen": {"c2s": "127.0.0.1:%d", "c2s_tls": ""}}`, f.port)
+	cfg := fmt.Sprintf(`{"listen": {"c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": "", "s2s": ""}}`, f.port)
 	os.WriteFile(filepath.Join(f.dir, "c.json"), []byte(cfg), 0o600)
 	for _, u := range users {
 		if out, err := roost(t, f.bin, f.dir, u+"-pw\n", "user", "add", "-config", "c.json", u+"@localhost"); err != nil {

@@ -4,6 +4,8 @@
   device_controller.py HOST PORT DOMAIN USER PASS DEVICE --cafile CERT [--command read]
 Logs in, prints "ready" (the caller then starts the device), and checks:
 the device comes online, its message arrives, and it goes unavailable.
+It prints "online" and "message" when those happen, so the caller can
+drive the device step by step without sleeping.
 With --command read it instead runs the XEP-0050 command "read" on the
 device's full JID and checks the reading comes back, then that a command
 to an offline device fails at once with service-unavailable.
@@ -25,10 +27,10 @@ class Controller(slixmpp.ClientXMPP):
         self.ready = asyncio.Event()
         self.online = asyncio.Event()
         self.offline = asyncio.Event()
-        self.messages = []
+        self.reading = asyncio.Event()
         self.register_plugin("xep_0050")
         self.add_event_handler("session_start", self.start)
-        self.add_event_handler("message", self.messages.append)
+        self.add_event_handler("message", self.message)
         self.add_event_handler("presence_available", self.avail)
         self.add_event_handler("presence_unavailable", self.unavail)
 
@@ -36,6 +38,10 @@ class Controller(slixmpp.ClientXMPP):
         self.send_presence()
         await self.get_roster()
         self.ready.set()
+
+    def message(self, m):
+        if m["from"].bare == self.device and m["body"] == "21.5":
+            self.reading.set()
 
     def avail(self, p):
         if p["from"].bare == self.device:
@@ -65,6 +71,8 @@ async def main(a):
               and c.client_roster[device]["subscription"] == "both"}
     print("ready", flush=True)
     checks["the device comes online"] = await until(c.online)
+    if checks["the device comes online"]:
+        print("online", flush=True)
     if a.command:
         try:
             iq = await c.plugin["xep_0050"].send_command(f"{device}/device", a.command, timeout=10)
@@ -84,13 +92,9 @@ async def main(a):
         except IqTimeout:
             checks["a command to an offline device fails at once"] = False
     else:
-        got = False
-        for _ in range(200):
-            if any(m["from"].bare == device and m["body"] == "21.5" for m in c.messages):
-                got = True
-                break
-            await asyncio.sleep(0.05)
-        checks["the device's message arrives"] = got
+        checks["the device's message arrives"] = await until(c.reading, 10)
+        if checks["the device's message arrives"]:
+            print("message", flush=True)
         checks["the device goes unavailable when it stops"] = await until(c.offline, 30)
     c.disconnect()
     await asyncio.sleep(0.2)

@@ -57,33 +57,77 @@ func newDeviceFixture(t *testing.T, device string) *deviceFixture {
 	return d
 }
 
+// controllerProc is a running device_controller.py.
+type controllerProc struct {
+	cmd   *exec.Cmd
+	out   testutil.LockedBuffer
+	lines chan string // each line it prints; closed at its end
+}
+
 // controller starts device_controller.py and waits for it to be ready.
-func (d *deviceFixture) controller(t *testing.T, extra ...string) (wait func() string) {
+func (d *deviceFixture) controller(t *testing.T, extra ...string) *controllerProc {
 	t.Helper()
 	args := append([]string{"device_controller.py", "127.0.0.1", fmt.Sprint(d.port), "localhost", "alice", "alice-pw", "thermo1", "--cafile", d.cert}, extra...)
-	cmd := exec.Command(python, args...)
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
+	c := &controllerProc{cmd: exec.Command(python, args...), lines: make(chan string, 100)}
+	out, err := c.cmd.StdoutPipe()
+	if err != nil {
 		t.Fatal(err)
 	}
-	var all strings.Builder
-	r := bufio.NewReader(out)
+	c.cmd.Stderr = c.cmd.Stdout
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.cmd.Process.Kill(); c.cmd.Wait() })
+	go func() {
+		defer close(c.lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			c.out.Write([]byte(sc.Text() + "\n"))
+			c.lines <- strings.TrimSpace(sc.Text())
+		}
+	}()
+	c.expect(t, d, "ready")
+	return c
+}
+
+// expect waits (30 s at most) for the controller to print the line want.
+func (c *controllerProc) expect(t *testing.T, d *deviceFixture, want string) {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
 	for {
-		line, err := r.ReadString('\n')
-		all.WriteString(line)
-		if strings.TrimSpace(line) == "ready" {
-			break
-		}
-		if err != nil {
-			t.Fatalf("controller did not get ready:\n%s\nserver log:\n%s", all.String(), d.proc.logs)
+		select {
+		case line, ok := <-c.lines:
+			if !ok {
+				t.Fatalf("controller ended before printing %q:\n%s\nserver log:\n%s", want, c.out.String(), d.proc.logs)
+			}
+			if line == want {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("controller did not print %q in 30 s:\n%s\nserver log:\n%s", want, c.out.String(), d.proc.logs)
 		}
 	}
-	return func() string {
-		rest, _ := io.ReadAll(r)
-		cmd.Wait()
-		return all.String() + string(rest)
+}
+
+// wait waits for the controller to end (60 s at most) and returns all it
+// printed.
+func (c *controllerProc) wait(t *testing.T) string {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		for range c.lines {
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Errorf("controller still running after 60 s")
+		c.cmd.Process.Kill()
+		<-done
 	}
+	c.cmd.Wait()
+	return c.out.String()
 }
 
 // TestDeviceOverOpenSSL: a DTLS client nobody here wrote (openssl
@@ -95,7 +139,7 @@ func TestDeviceOverOpenSSL(t *testing.T) {
 		t.Fatal("openssl is needed (Debian package openssl)")
 	}
 	d := newDeviceFixture(t, "thermo1")
-	wait := d.controller(t)
+	ctl := d.controller(t)
 	ossl := exec.Command("openssl", "s_client", "-dtls1_2", "-connect", fmt.Sprintf("127.0.0.1:%d", d.dtls),
 		"-psk_identity", "thermo1@localhost/device", "-psk", d.psk, "-cipher", "PSK-AES128-CCM8", "-quiet")
 	in, _ := ossl.StdinPipe()
@@ -104,10 +148,11 @@ func TestDeviceOverOpenSSL(t *testing.T) {
 	if err := ossl.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Each step waits for the controller to see the previous one.
 	io.WriteString(in, "<presence/>\n")
-	time.Sleep(time.Second)
+	ctl.expect(t, d, "online")
 	io.WriteString(in, "<message to='alice@localhost' type='chat'><body>21.5</body></message>\n")
-	time.Sleep(time.Second)
+	ctl.expect(t, d, "message")
 	in.Close()
 	done := make(chan struct{})
 	go func() { ossl.Wait(); close(done) }()
@@ -116,7 +161,7 @@ func TestDeviceOverOpenSSL(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		ossl.Process.Kill()
 	}
-	res := wait()
+	res := ctl.wait(t)
 	t.Logf("controller:\n%s\nopenssl:\n%s", res, osslOut.String())
 	if !strings.Contains(res, "PASS") {
 		t.Fatalf("controller failed; server log:\n%s", d.proc.logs)
@@ -132,7 +177,7 @@ func TestDeviceCommands(t *testing.T) {
 	if out, err := roost(t, d.bin, d.dir, "", "device", "add", "-config", "c.json", "-owner", "alice", "thermo2"); err != nil {
 		t.Fatalf("device add: %v\n%s", err, out)
 	}
-	wait := d.controller(t, "--command", "read", "--offline", "thermo2")
+	ctl := d.controller(t, "--command", "read", "--offline", "thermo2")
 	sim := exec.Command(d.bin, "device", "simulate", "-config", "c.json", "-psk", d.psk, "-every", "1s", "thermo1")
 	sim.Dir = d.dir
 	var simOut testutil.LockedBuffer
@@ -141,7 +186,7 @@ func TestDeviceCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { sim.Process.Kill(); sim.Wait() }()
-	res := wait()
+	res := ctl.wait(t)
 	t.Logf("controller:\n%s\nsimulator:\n%s", res, simOut.String())
 	if !strings.Contains(res, "PASS") {
 		t.Fatalf("controller failed; server log:\n%s", d.proc.logs)

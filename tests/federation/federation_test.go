@@ -19,9 +19,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"roost/bench/load"
 	"roost/server"
@@ -38,6 +41,13 @@ func roost(t *testing.T, domain, s2s string, routes map[string]string, users ...
 // roostWith is roost with a change to the configuration before start.
 func roostWith(t *testing.T, domain, s2s string, routes map[string]string, edit func(*server.Config), users ...string) *server.Server {
 	t.Helper()
+	return roostIn(t, nil, domain, s2s, routes, edit, users...)
+}
+
+// roostIn is roostWith with the server's Start (which opens its
+// listeners) run through in, when not nil (see s2sHome).
+func roostIn(t *testing.T, in func(func()), domain, s2s string, routes map[string]string, edit func(*server.Config), users ...string) *server.Server {
+	t.Helper()
 	cfg := testutil.Config(t)
 	cfg.Domain, cfg.Listen.S2S = domain, s2s
 	cfg.S2S.Routes = routes
@@ -49,7 +59,14 @@ func roostWith(t *testing.T, domain, s2s string, routes map[string]string, edit 
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("server", domain)
 	}
 	srv := server.New(cfg, log)
-	if err := srv.Start(); err != nil {
+	var err error
+	start := func() { err = srv.Start() }
+	if in != nil {
+		in(start)
+	} else {
+		start()
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
@@ -245,10 +262,14 @@ func TestInboundChecks(t *testing.T) {
 	expect(t, alice, "fine", "from='x@evil.test/r'")
 }
 
-// TestProsody and TestEjabberd federate with a real Prosody and ejabberd:
-// Roost's domain roost.test is in /etc/hosts at 127.0.0.2 (the peers find
-// servers by DNS, on port 5269), and Roost reaches them through a static
-// route.
+// TestProsody and TestEjabberd federate with a real Prosody and ejabberd.
+// The peers find servers by name on port 5269 (no SRV records here), so
+// Roost's domain roost.test goes into /etc/hosts and Roost must listen
+// on port 5269 of that address. To pass where port 5269 is taken (a Roost
+// or another XMPP server running as a service, which usually listens on
+// every address), Roost's listeners are opened in a network namespace of
+// the test's own, reached over a veth pair (see s2sHome); Roost reaches
+// the peers through a static route.
 func TestProsody(t *testing.T) {
 	federateWith(t, "prosody", "prosody.test", 16222, 16269)
 }
@@ -264,13 +285,15 @@ func federateWith(t *testing.T, name, domain string, c2s, s2s int) {
 		testutil.Need(t, "root (to add roost.test to /etc/hosts)", false)
 	}
 	testutil.LockPeers(t)
-	addHost(t, "127.0.0.2", "roost.test")
+	ip, inHome := s2sHome(t)
+	addHost(t, ip, "roost.test")
 	peers(t, "wipe", name)
 	peers(t, "start", name)
 	t.Cleanup(func() { peers(t, "stop", name) })
 	peers(t, "users", name, "2")
 
-	r := roost(t, "roost.test", "127.0.0.2:5269", map[string]string{domain: fmt.Sprintf("127.0.0.1:%d", s2s)}, "alice")
+	r := roostIn(t, inHome, "roost.test", net.JoinHostPort(ip, "5269"), map[string]string{domain: fmt.Sprintf("127.0.0.1:%d", s2s)},
+		func(c *server.Config) { c.Listen.C2S = net.JoinHostPort(ip, "0") }, "alice")
 	alice := login(t, r, "roost.test", "alice")
 	c, err := load.Dial(load.Options{Target: fmt.Sprintf("127.0.0.1:%d", c2s), Domain: domain, Password: "pass1", TLS: true, Timeout: 10 * time.Second}, "user1", "p", true)
 	if err != nil {
@@ -305,6 +328,114 @@ func federateWith(t *testing.T, name, domain string, c2s, s2s int) {
 	}
 	defer c2.Close()
 	expect(t, c2, "<presence", "on roost", "alice@roost.test")
+}
+
+// The test's network namespace: Roost's side of the veth pair is nsIP
+// inside it, the root namespace's side hostIP. Link-local addresses
+// (RFC 3927) do not collide with a LAN's or a CI runner's own networks.
+const (
+	nsName           = "roost-fed-test"
+	vethHost, vethNS = "roostfed0", "roostfed1"
+	hostIP, nsIP     = "169.254.52.1", "169.254.52.2"
+)
+
+// s2sHome returns the address Roost's listeners use in the federation
+// tests and a function that runs f with new sockets opened there.
+//
+// First choice: a network namespace made here (ip netns, a veth pair),
+// where port 5269 is free whatever listens in the root namespace; the
+// peers and the test's clients in the root namespace reach it over the
+// veth. Sockets belong to the namespace they were opened in, so only
+// Start runs inside it (on a locked OS thread that dies afterwards);
+// Roost's own outbound connections are made from ordinary threads, in the
+// root namespace, where the peers listen on 127.0.0.1.
+//
+// Where no namespace can be made (not root, no CAP_SYS_ADMIN, no ip
+// command), 127.0.0.2 is used if port 5269 is free on it; otherwise the
+// test is skipped (failed under ROOST_ACCEPTANCE=require) saying why.
+func s2sHome(t *testing.T) (string, func(func())) {
+	t.Helper()
+	ns, nsErr := newNamespace(t)
+	if nsErr == nil {
+		return nsIP, func(f func()) {
+			t.Helper()
+			if err := ns.run(f); err != nil {
+				t.Fatalf("entering the network namespace %s: %v", nsName, err)
+			}
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.2:5269")
+	if err != nil {
+		testutil.Cannot(t, fmt.Sprintf("roost.test needs port 5269: no network namespace could be made (%v), and 127.0.0.2:5269 is taken (%v)", nsErr, err))
+	}
+	l.Close()
+	t.Logf("no network namespace (%v); roost.test is 127.0.0.2", nsErr)
+	return "127.0.0.2", func(f func()) { f() }
+}
+
+type namespace struct{ fd *os.File }
+
+// newNamespace makes the namespace and its veth pair, removed at the end
+// of the test. Left-overs of a killed run (same names) are removed first;
+// the peers' lock is held, so no other test uses them.
+func newNamespace(t *testing.T) (*namespace, error) {
+	if _, err := exec.LookPath("ip"); err != nil {
+		return nil, fmt.Errorf("no ip command (iproute2): %w", err)
+	}
+	ipCmd := func(args ...string) error {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	remove := func() {
+		// Deleting one end of the pair deletes the other at once;
+		// deleting the namespace alone frees its veth only later.
+		ipCmd("link", "del", vethHost)
+		ipCmd("netns", "del", nsName)
+	}
+	remove()
+	for _, args := range [][]string{
+		{"netns", "add", nsName},
+		{"link", "add", vethHost, "type", "veth", "peer", "name", vethNS},
+		{"link", "set", vethNS, "netns", nsName},
+		{"addr", "add", hostIP + "/30", "dev", vethHost},
+		{"link", "set", vethHost, "up"},
+		{"-n", nsName, "addr", "add", nsIP + "/30", "dev", vethNS},
+		{"-n", nsName, "link", "set", vethNS, "up"},
+		{"-n", nsName, "link", "set", "lo", "up"},
+	} {
+		if err := ipCmd(args...); err != nil {
+			remove()
+			return nil, err
+		}
+	}
+	fd, err := os.Open("/run/netns/" + nsName)
+	if err != nil {
+		remove()
+		return nil, err
+	}
+	t.Cleanup(func() { fd.Close(); remove() })
+	return &namespace{fd: fd}, nil
+}
+
+// run calls f on an OS thread moved into the namespace, so the sockets f
+// opens belong to it. The thread stays locked and ends with its
+// goroutine: the Go runtime then discards it rather than run anything
+// else in the namespace, and threads it starts meanwhile are cloned from
+// a clean template thread, not from this one.
+func (n *namespace) run(f func()) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Setns(int(n.fd.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns: %w", err)
+			return
+		}
+		defer func() { errc <- nil }()
+		f()
+	}()
+	return <-errc
 }
 
 func peers(t *testing.T, args ...string) {

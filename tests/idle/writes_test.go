@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +40,7 @@ func TestPresenceWritesNothing(t *testing.T) {
 		}
 	})
 	conns := make([]*load.Conn, n)
+	heard := newPresenceLog()
 	for i := range conns {
 		c, err := load.Dial(load.Options{Target: m.c2s, Domain: "localhost", Password: "pw", TLS: true, Timeout: 10 * time.Second}, fmt.Sprintf("u%d", i+1), "w", true)
 		if err != nil {
@@ -47,14 +49,21 @@ func TestPresenceWritesNothing(t *testing.T) {
 		defer c.Close()
 		go func() { // read every broadcast, so the server never queues
 			for {
-				if _, err := c.Next(); err != nil {
+				tok, err := c.Next()
+				if err != nil {
 					return
+				}
+				if string(tok.Local) == "presence" {
+					from, _ := tok.Attr("from")
+					heard.add(i, string(from), bytes.Contains(tok.Raw, []byte("<status>done</status>")))
 				}
 			}
 		}()
 		conns[i] = c
 	}
-	time.Sleep(500 * time.Millisecond) // logins and initial presence settle
+	// Logins and initial presence have settled once every session has
+	// heard every other's presence.
+	heard.wait(t, "initial presence", func(seen, _ int) bool { return seen >= n-1 }, n)
 	db := filepath.Join(m.dir, "roost-data", "roost.db")
 	before, _ := os.ReadFile(db)
 	fi0, _ := os.Stat(db)
@@ -69,7 +78,15 @@ func TestPresenceWritesNothing(t *testing.T) {
 		}
 		changes += n
 	}
-	time.Sleep(300 * time.Millisecond)
+	// The server has handled every change once every session has heard a
+	// last presence from each of the others (each sender's stanzas are
+	// routed in order).
+	for _, c := range conns {
+		if err := c.Send([]byte("<presence><status>done</status></presence>")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	heard.wait(t, "the last presence", func(_, done int) bool { return done >= n-1 }, n)
 	after, _ := os.ReadFile(db)
 	fi1, _ := os.Stat(db)
 	w1 := writeBytes(t, m.proc.Process.Pid)
@@ -93,4 +110,62 @@ func writeBytes(t *testing.T, pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// presenceLog records, for each session, whose presence it has heard
+// (by full JID, its own excluded) and who has sent the final "done".
+type presenceLog struct {
+	mu      sync.Mutex
+	seen    map[int]map[string]bool
+	done    map[int]map[string]bool
+	changed chan struct{}
+}
+
+func newPresenceLog() *presenceLog {
+	return &presenceLog{seen: map[int]map[string]bool{}, done: map[int]map[string]bool{}, changed: make(chan struct{}, 1)}
+}
+
+func (p *presenceLog) add(session int, from string, done bool) {
+	p.mu.Lock()
+	own := fmt.Sprintf("u%d@localhost/w", session+1)
+	if from != own && from != "" {
+		if p.seen[session] == nil {
+			p.seen[session], p.done[session] = map[string]bool{}, map[string]bool{}
+		}
+		p.seen[session][from] = true
+		if done {
+			p.done[session][from] = true
+		}
+	}
+	p.mu.Unlock()
+	select {
+	case p.changed <- struct{}{}:
+	default:
+	}
+}
+
+// wait blocks until ok holds for each of the n sessions (given how many
+// others it heard and how many said done), 30 s at most.
+func (p *presenceLog) wait(t *testing.T, what string, ok func(seen, done int) bool, n int) {
+	t.Helper()
+	all := func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for i := range n {
+			if !ok(len(p.seen[i]), len(p.done[i])) {
+				return false
+			}
+		}
+		return true
+	}
+	timeout := time.After(30 * time.Second)
+	for !all() {
+		select {
+		case <-p.changed:
+		case <-timeout:
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			t.Fatalf("%s: not heard by every session in 30 s (heard: %v, done: %v)", what, p.seen, p.done)
+		}
+	}
 }

@@ -41,6 +41,16 @@ func Need(t testing.TB, what string, ok bool) {
 	t.Skipf("%s is missing; ./build.sh test installs it", what)
 }
 
+// Cannot skips the test with reason when this machine cannot run it, or
+// fails it under ROOST_ACCEPTANCE=require (CI must not skip silently).
+func Cannot(t testing.TB, reason string) {
+	t.Helper()
+	if os.Getenv("ROOST_ACCEPTANCE") == "require" {
+		t.Fatalf("cannot run here: %s", reason)
+	}
+	t.Skipf("cannot run here: %s", reason)
+}
+
 // LockedBuffer collects a process's output while the test reads it.
 type LockedBuffer struct {
 	mu sync.Mutex

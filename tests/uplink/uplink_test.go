@@ -118,6 +118,9 @@ func testUplink(t *testing.T, bin string, up upstream) {
 		t.Fatal(err)
 	}
 	c.Send([]byte("<iq type='get' id='v1' to='" + up.domain + "'><query xmlns='jabber:iq:version'/></iq>"))
+	// "At once": a reply later than 10 s fails the read below.
+	noAnswer := time.AfterFunc(10*time.Second, func() { c.Close() })
+	defer noAnswer.Stop()
 	for {
 		tok, err := c.Next()
 		if err != nil {

@@ -59,8 +59,8 @@ func TestElementRejects(t *testing.T) {
 		"comment":                       `<x><!-- c --></x>`,
 		"processing instruction":        `<x><?p i?></x>`,
 		"empty":                         ``,
-		"no space between attributes": `<message a='1'b='2'/>`,
-		"local part starts with digit": `<message xmlns:a='urn:x' a:0='1'/>`,
+		"no space between attributes":   `<message a='1'b='2'/>`,
+		"local part starts with digit":  `<message xmlns:a='urn:x' a:0='1'/>`,
 	} {
 		if err := Element([]byte(in), client); err == nil {
 			t.Errorf("%s: Element(%s) = nil, want an error", name, in)
