@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/xml"
 	"fmt"
@@ -78,43 +77,9 @@ func (b *logBuf) noPanic(t *testing.T) {
 // captured in a buffer.
 func startServerLog(t *testing.T, mod func(*server.Config)) (*testServer, *logBuf) {
 	t.Helper()
-	defaults, err := os.ReadFile("../config.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := server.LoadConfig(defaults, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DataDir = t.TempDir()
-	cfg.Listen.C2S = "127.0.0.1:0"
-	cfg.Listen.C2STLS = "127.0.0.1:0"
-	cfg.Listen.DTLS = ""
-	if mod != nil {
-		mod(cfg)
-	}
+	cfg := testConfig(t, mod)
 	lb := &logBuf{}
-	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv := server.New(cfg, log)
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	pem, err := os.ReadFile(srv.CertPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	ts := &testServer{Server: srv, cfg: cfg, tlsConf: &tls.Config{RootCAs: pool, ServerName: cfg.Domain}}
-	addrs := srv.Addrs()
-	ts.c2s, ts.direct = addrs[0].String(), addrs[1].String()
+	ts := runServer(t, cfg, slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	return ts, lb
 }
 

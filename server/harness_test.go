@@ -31,6 +31,18 @@ type testServer struct {
 // startServer runs a server with the embedded defaults changed by mod.
 func startServer(t testing.TB, mod func(*server.Config)) *testServer {
 	t.Helper()
+	cfg := testConfig(t, mod)
+	level := slog.LevelWarn
+	if os.Getenv("ROOST_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	return runServer(t, cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+}
+
+// testConfig is the embedded defaults with a temporary data_dir and
+// ephemeral loopback listeners, changed by mod.
+func testConfig(t testing.TB, mod func(*server.Config)) *server.Config {
+	t.Helper()
 	defaults, err := os.ReadFile("../config.json")
 	if err != nil {
 		t.Fatal(err)
@@ -46,11 +58,13 @@ func startServer(t testing.TB, mod func(*server.Config)) *testServer {
 	if mod != nil {
 		mod(cfg)
 	}
-	level := slog.LevelWarn
-	if os.Getenv("ROOST_TEST_LOG") != "" {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return cfg
+}
+
+// runServer starts a server for cfg logging to log, stopped when the
+// test ends.
+func runServer(t testing.TB, cfg *server.Config, log *slog.Logger) *testServer {
+	t.Helper()
 	srv := server.New(cfg, log)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)

@@ -276,16 +276,9 @@ func (in *inbound) element(tok *xmlscan.Token) bool {
 // Domains are compared prepared (RFC 7622 §3.2), the form the router acts
 // on; a missing or malformed address is improper-addressing (§4.9.3.12).
 func (in *inbound) check(st *stanza.Stanza) (stanza.StreamCondition, string) {
-	if len(st.To) == 0 || len(st.From) == 0 {
-		return stanza.StreamImproperAddressing, "a server stanza needs both to and from"
-	}
-	to, ok := stanza.AddrDomain(st.To)
-	if !ok {
-		return stanza.StreamImproperAddressing, "the to address is not a valid JID"
-	}
-	from, ok := stanza.AddrDomain(st.From)
-	if !ok {
-		return stanza.StreamImproperAddressing, "the from address is not a valid JID"
+	to, from, problem := stanza.PeerDomains(st)
+	if problem != "" {
+		return stanza.StreamImproperAddressing, problem
 	}
 	if to != in.svc.own {
 		return stanza.StreamHostUnknown, "this server is " + in.svc.own

@@ -53,3 +53,22 @@ func ReplyFrom(st *Stanza, domain string) string {
 	}
 	return v
 }
+
+// PeerDomains prepares the domains of a stanza a peer server or the
+// component upstream sent. Both addresses must be there and be JIDs;
+// otherwise problem says which is wrong, for an improper-addressing
+// stream error (RFC 6120 §4.9.3.12, §8.1.1.1 and §8.1.2.1 for server
+// streams).
+func PeerDomains(st *Stanza) (to, from, problem string) {
+	if len(st.To) == 0 || len(st.From) == 0 {
+		return "", "", "a stanza between servers needs both to and from"
+	}
+	to, ok := AddrDomain(st.To)
+	if !ok {
+		return "", "", "the to address is not a valid JID"
+	}
+	if from, ok = AddrDomain(st.From); !ok {
+		return "", "", "the from address is not a valid JID"
+	}
+	return to, from, ""
+}

@@ -299,16 +299,9 @@ func (l *Link) read(q *outq.Queue, scan *xmlscan.Scanner) error {
 // alice@localhost. A to or from that is missing or not a JID is
 // improper-addressing (RFC 6120 §4.9.3.12).
 func (l *Link) check(st *stanza.Stanza) (stanza.StreamCondition, string) {
-	if len(st.To) == 0 || len(st.From) == 0 {
-		return stanza.StreamImproperAddressing, "a stanza from the upstream needs both to and from"
-	}
-	to, ok := stanza.AddrDomain(st.To)
-	if !ok {
-		return stanza.StreamImproperAddressing, "the to address is not a valid JID"
-	}
-	from, ok := stanza.AddrDomain(st.From)
-	if !ok {
-		return stanza.StreamImproperAddressing, "the from address is not a valid JID"
+	to, from, problem := stanza.PeerDomains(st)
+	if problem != "" {
+		return stanza.StreamImproperAddressing, problem
 	}
 	own := l.ownDomain()
 	if to != own {
