@@ -65,7 +65,7 @@ case "${1:-build}" in
     go test -run '^$' -bench . -benchmem ./...
     ;;
   fuzz)
-    go test -run '^$' -fuzz FuzzScan -fuzztime "${2:-60s}" ./server/xmlscan/
+    go test -run '^$' -fuzz FuzzScan -fuzztime "${2:-60s}" ./wire/xmlscan/
     ;;
   measure)
     ROOST_IDLE_SESSIONS="${2:-1000}" go test -count=1 -run TestIdleSessionsRSS -v ./tests/idle/

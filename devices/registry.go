@@ -15,8 +15,8 @@ import (
 	"fmt"
 	"time"
 
-	"roost/server/jid"
 	"roost/storage"
+	"roost/wire/jid"
 )
 
 // PSKBytes is the size of a generated pre-shared key: 128 bits, the key

@@ -10,8 +10,8 @@ import (
 
 	"roost/devices"
 	"roost/server/control"
-	"roost/server/jid"
 	"roost/storage"
+	"roost/wire/jid"
 )
 
 // Admin runs account commands against an open store. The CLI uses it

@@ -8,10 +8,10 @@ import (
 
 	"roost/server/c2s"
 	"roost/server/im"
-	"roost/server/jid"
-	"roost/server/stanza"
-	"roost/server/xmlscan"
 	"roost/storage"
+	"roost/wire/jid"
+	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 // feed hands one stanza to a bound session as its stream would.

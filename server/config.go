@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"roost/server/jid"
+	"roost/wire/jid"
 )
 
 // Config is everything a Roost server reads at start-up. Its JSON form is

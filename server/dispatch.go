@@ -5,9 +5,9 @@ import (
 
 	"roost/server/c2s"
 	"roost/server/im"
-	"roost/server/jid"
 	"roost/server/router"
-	"roost/server/stanza"
+	"roost/wire/jid"
+	"roost/wire/stanza"
 )
 
 // target is a stanza's 'to' resolved to canonical parts. The slices view

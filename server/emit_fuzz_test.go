@@ -11,10 +11,10 @@ import (
 
 	"roost/server"
 	"roost/server/c2s"
-	"roost/server/jid"
-	"roost/server/stanza"
-	"roost/server/xmlscan"
 	"roost/tests/xmlcheck"
+	"roost/wire/jid"
+	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 // recConn records what a session's writer writes, for the fuzz oracle.

@@ -5,8 +5,8 @@ import (
 	"runtime"
 
 	"roost/server/im"
-	"roost/server/jid"
-	"roost/server/stanza"
+	"roost/wire/jid"
+	"roost/wire/stanza"
 )
 
 // Namespaces the server answers iqs for (each a feature in disco#info).

@@ -11,11 +11,11 @@ import (
 	"os"
 
 	"roost/server/im"
-	"roost/server/jid"
 	"roost/server/s2s"
-	"roost/server/stanza"
 	"roost/server/uplink"
-	"roost/server/xmlscan"
+	"roost/wire/jid"
+	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 // startFederation starts s2s when listen.s2s is set.

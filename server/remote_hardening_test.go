@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"roost/server"
-	"roost/server/xmlscan"
 	"roost/tests/xmlcheck"
+	"roost/wire/xmlscan"
 )
 
 // componentUpstream is a fake XEP-0114 upstream on loopback: it accepts

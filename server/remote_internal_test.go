@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"roost/server/s2s"
-	"roost/server/stanza"
-	"roost/server/xmlscan"
 	"roost/tests/xmlcheck"
+	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 // remoteStanza scans one stanza as a peer's jabber:server stream would

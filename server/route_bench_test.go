@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"roost/server"
-	"roost/server/jid"
-	"roost/server/xmlscan"
+	"roost/wire/jid"
+	"roost/wire/xmlscan"
 )
 
 // discardConn is a net.Conn that swallows writes: the receiving end of a

@@ -25,14 +25,14 @@ import (
 	"roost/server/c2s"
 	"roost/server/control"
 	"roost/server/im"
-	"roost/server/jid"
 	"roost/server/router"
 	"roost/server/s2s"
-	"roost/server/stanza"
 	"roost/server/uplink"
-	"roost/server/xmlscan"
 	"roost/storage"
 	"roost/tls/certs"
+	"roost/wire/jid"
+	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 // Version is the server's version, stamped at build time by build.sh

@@ -16,8 +16,8 @@ import (
 
 	"github.com/xdg-go/scram"
 
-	"roost/server/stanza"
-	"roost/server/xmlscan"
+	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 // Options say where and how to log in.

@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"roost/server/stanza"
+	"roost/wire/stanza"
 )
 
 // Config is one load run.

@@ -21,7 +21,7 @@ import (
 	"sync"
 	"time"
 
-	"roost/server/outq"
+	"roost/wire/outq"
 )
 
 // Header is what the relay writes first on every connection, so that an

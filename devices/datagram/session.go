@@ -10,9 +10,9 @@ import (
 	"github.com/pion/dtls/v3"
 
 	"roost/server/im"
-	"roost/server/jid"
-	"roost/server/stanza"
-	"roost/server/xmlscan"
+	"roost/wire/jid"
+	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 // streamHeader gives every datagram the context a client stream has: the

@@ -20,7 +20,7 @@ import (
 
 	"github.com/pion/dtls/v3"
 
-	"roost/server/stanza"
+	"roost/wire/stanza"
 )
 
 // Options describe the device to simulate.

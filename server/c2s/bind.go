@@ -9,10 +9,10 @@ import (
 	"os"
 	"time"
 
-	"roost/server/jid"
-	"roost/server/outq"
-	"roost/server/stanza"
-	"roost/server/xmlscan"
+	"roost/wire/jid"
+	"roost/wire/outq"
+	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 // bindRequest is the payload of a resource binding iq (RFC 6120 §7).

@@ -26,10 +26,10 @@ import (
 
 	"github.com/xdg-go/scram"
 
-	"roost/server/jid"
 	"roost/server/router"
-	"roost/server/stanza"
-	"roost/server/xmlscan"
+	"roost/wire/jid"
+	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 // Namespaces used in negotiation.

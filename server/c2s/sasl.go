@@ -9,9 +9,9 @@ import (
 
 	"github.com/xdg-go/scram"
 
-	"roost/server/jid"
-	"roost/server/stanza"
-	"roost/server/xmlscan"
+	"roost/wire/jid"
+	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 // maxAuthFailures is how many failed attempts one stream may make before

@@ -7,10 +7,10 @@ import (
 	"time"
 
 	"roost/server/im"
-	"roost/server/jid"
-	"roost/server/outq"
-	"roost/server/stanza"
-	"roost/server/xmlscan"
+	"roost/wire/jid"
+	"roost/wire/outq"
+	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 // Session is a bound client stream: what the router delivers to and what

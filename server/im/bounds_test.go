@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"roost/server/jid"
+	"roost/wire/jid"
 )
 
 type fakeSession struct {

@@ -8,10 +8,10 @@ import (
 	"log/slog"
 	"sync"
 
-	"roost/server/jid"
 	"roost/server/router"
-	"roost/server/stanza"
 	"roost/storage"
+	"roost/wire/jid"
+	"roost/wire/stanza"
 )
 
 // Session is what im needs of a bound session beyond routing, whatever

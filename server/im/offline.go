@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"time"
 
-	"roost/server/stanza"
 	"roost/storage"
+	"roost/wire/stanza"
 )
 
 // StoreOffline keeps a chat or normal message for a local account that

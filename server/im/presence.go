@@ -3,9 +3,9 @@ package im
 import (
 	"encoding/xml"
 
-	"roost/server/jid"
 	"roost/server/router"
-	"roost/server/stanza"
+	"roost/wire/jid"
+	"roost/wire/stanza"
 )
 
 // presencePayload is what the server reads of a client's own presence.

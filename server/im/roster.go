@@ -5,9 +5,9 @@ import (
 	"errors"
 	"strconv"
 
-	"roost/server/jid"
-	"roost/server/stanza"
 	"roost/storage"
+	"roost/wire/jid"
+	"roost/wire/stanza"
 )
 
 // NSRoster is the roster namespace (RFC 6121 §2).

@@ -4,7 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"roost/server/jid"
+	"roost/wire/jid"
 )
 
 // State is the presence and roster-interest state every kind of session

@@ -1,9 +1,9 @@
 package im
 
 import (
-	"roost/server/jid"
-	"roost/server/stanza"
 	"roost/storage"
+	"roost/wire/jid"
+	"roost/wire/stanza"
 )
 
 // Subscription states are the roster item's subscription (none, to, from,

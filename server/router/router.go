@@ -14,7 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"roost/server/jid"
+	"roost/wire/jid"
 )
 
 // Session is what the router knows of a bound resource, whatever its

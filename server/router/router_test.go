@@ -5,7 +5,7 @@ import (
 	"sync"
 	"testing"
 
-	"roost/server/jid"
+	"roost/wire/jid"
 )
 
 type fakeSession struct {

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"roost/server/stanza"
-	"roost/server/xmlscan"
+	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 // recorder is the Inbound side: what arrived and what bounced.

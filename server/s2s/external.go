@@ -7,7 +7,7 @@ import (
 	"encoding/base64"
 	"time"
 
-	"roost/server/xmlscan"
+	"roost/wire/xmlscan"
 )
 
 // SASL EXTERNAL (RFC 6120 §6, XEP-0178): a peer whose certificate is

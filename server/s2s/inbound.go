@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"roost/server/stanza"
-	"roost/server/xmlscan"
+	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 // maxKeyBytes bounds a dialback key (XEP-0185 keys are a hex HMAC, 64

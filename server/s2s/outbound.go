@@ -10,9 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"roost/server/outq"
-	"roost/server/stanza"
-	"roost/server/xmlscan"
+	"roost/wire/outq"
+	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 // outbound is our stream to one remote domain: stanzas wait in order

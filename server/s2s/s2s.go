@@ -25,9 +25,9 @@ import (
 	"sync"
 	"time"
 
-	"roost/server/jid"
-	"roost/server/stanza"
-	"roost/server/xmlscan"
+	"roost/wire/jid"
+	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 // Namespaces of a server stream.

@@ -9,7 +9,7 @@ import (
 	"slices"
 	"testing"
 
-	"roost/server/stanza"
+	"roost/wire/stanza"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

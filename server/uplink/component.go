@@ -24,9 +24,9 @@ import (
 	"sync"
 	"time"
 
-	"roost/server/outq"
-	"roost/server/stanza"
-	"roost/server/xmlscan"
+	"roost/wire/outq"
+	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 // NS is the content namespace of a component stream.

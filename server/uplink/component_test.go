@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"roost/server/stanza"
-	"roost/server/xmlscan"
+	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 // fakeUpstream is a component port on loopback: it checks the handshake

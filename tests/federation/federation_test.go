@@ -28,8 +28,8 @@ import (
 
 	"roost/bench/load"
 	"roost/server"
-	"roost/server/xmlscan"
 	"roost/tests/testutil"
+	"roost/wire/xmlscan"
 )
 
 // roost starts a server for domain with federation on s2s and the

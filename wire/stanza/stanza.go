@@ -10,7 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"roost/server/xmlscan"
+	"roost/wire/xmlscan"
 )
 
 // Kind is the kind of a stanza (RFC 6120 §8).

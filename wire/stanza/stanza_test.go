@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"roost/server/xmlscan"
+	"roost/wire/xmlscan"
 )
 
 // wellFormed parses s with encoding/xml (prefix stream declared).

@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"roost/server/xmlscan"
 	"roost/tests/xmlcheck"
+	"roost/wire/xmlscan"
 )
 
 var clientNS = map[string]string{"": "jabber:client"}

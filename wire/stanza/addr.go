@@ -3,7 +3,7 @@ package stanza
 import (
 	"errors"
 
-	"roost/server/jid"
+	"roost/wire/jid"
 )
 
 // ParseAddr prepares the JID in a raw (still escaped) address attribute
