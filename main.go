@@ -40,7 +40,6 @@ import (
 
 	"roost/bench"
 	"roost/devices"
-	"roost/devices/datagram"
 	"roost/devices/simulator"
 	"roost/server"
 	"roost/server/control"
@@ -203,19 +202,8 @@ func serve(cfg *server.Config, log *slog.Logger, stop <-chan struct{}) error {
 	if err := srv.Start(); err != nil {
 		return err
 	}
-	var dl *datagram.Listener
-	if cfg.Listen.DTLS != "" {
-		var err error
-		if dl, err = datagram.Listen(srv, cfg.Listen.DTLS, log); err != nil {
-			srv.Shutdown(context.Background())
-			return err
-		}
-	}
 	log.Info("roost started", "version", server.Version, "domain", cfg.Domain, "data_dir", cfg.DataDir, "certificate", srv.CertPath(), "startup", time.Since(start).Round(time.Microsecond))
 	<-stop
-	if dl != nil {
-		dl.Close() // devices first: their sessions leave while the store is open
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {

@@ -8,9 +8,7 @@ import (
 
 	"roost/server/c2s"
 	"roost/server/im"
-	"roost/storage"
 	"roost/wire/jid"
-	"roost/wire/stanza"
 	"roost/wire/xmlscan"
 )
 
@@ -82,53 +80,6 @@ func TestDirectedPresenceBounded(t *testing.T) {
 	feed(t, alice, "<presence id='again' to='bob@localhost/r0'/>")
 	if got := syncOut(t, sessions[0], outs[0]); !strings.Contains(got, "id='again'") {
 		t.Fatalf("presence to a known target: got %q", got)
-	}
-}
-
-// Inbound subscription requests waiting for one account's answer are
-// bounded (limits.pending_subscriptions, 100 by default): a peer on
-// another domain cannot grow the store without end; requests beyond the
-// bound are dropped.
-func TestPendingSubscriptionsBounded(t *testing.T) {
-	ts := startServer(t, nil)
-	if err := ts.Store().AddUser("bob", "pw"); err != nil {
-		t.Fatal(err)
-	}
-	limit := ts.cfg.Limits.PendingSubscriptions
-	if limit <= 0 {
-		limit = im.DefaultPendingSubscriptions
-	}
-	header := "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>"
-	var in strings.Builder
-	in.WriteString(header)
-	for i := 0; i < limit+20; i++ {
-		fmt.Fprintf(&in, "<presence type='subscribe' from='u%d@remote.example' to='bob@localhost'/>", i)
-	}
-	sc := xmlscan.New(strings.NewReader(in.String()), xmlscan.Limits{})
-	if _, err := sc.Next(); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < limit+20; i++ {
-		tok, err := sc.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, ok := stanza.Parse(&tok, "jabber:server")
-		if !ok {
-			t.Fatal("not a stanza")
-		}
-		ts.FromRemote(&st) // synchronous: the store is written on return
-	}
-	var n int
-	err := ts.Store().View(func(tx *storage.Tx) (err error) {
-		n, err = tx.PendingInCount("bob")
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n != limit {
-		t.Fatalf("%d pending requests stored, want the bound %d", n, limit)
 	}
 }
 

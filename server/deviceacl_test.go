@@ -2,9 +2,7 @@ package server_test
 
 import (
 	"context"
-	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +10,6 @@ import (
 	"github.com/pion/dtls/v3"
 
 	"roost/devices"
-	"roost/devices/datagram"
 	"roost/server"
 	"roost/storage"
 )
@@ -26,16 +23,11 @@ type testDevice struct {
 
 func dialDevice(t *testing.T, ts *testServer, identity string, psk []byte) *testDevice {
 	t.Helper()
-	dl, err := datagram.Listen(ts.Server, "127.0.0.1:0", slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dl.Close() })
 	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := dtls.Client(udp, dl.Addr(), &dtls.Config{
+	c, err := dtls.Client(udp, ts.DevicesAddr(), &dtls.Config{
 		PSK:             func([]byte) ([]byte, error) { return psk, nil },
 		PSKIdentityHint: []byte(identity),
 		CipherSuites:    []dtls.CipherSuiteID{dtls.TLS_PSK_WITH_AES_128_CCM_8},
@@ -104,7 +96,10 @@ func TestDeviceAcceptsRequestsFrom(t *testing.T) {
 		{"anyone", map[string]bool{"alice": true, "carol": true, "mallory": true}},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
-			ts := startServer(t, func(c *server.Config) { c.Devices.AcceptFrom = tc.mode })
+			ts := startServer(t, func(c *server.Config) {
+				c.Devices.AcceptFrom = tc.mode
+				c.Listen.DTLS = "127.0.0.1:0"
+			})
 			for _, u := range []string{"alice", "carol", "mallory"} {
 				ts.addUser(t, u, "pw")
 			}

@@ -16,6 +16,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"roost/devices/datagram"
+	"roost/server/session"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +27,8 @@ import (
 	"roost/server/c2s"
 	"roost/server/control"
 	"roost/server/im"
+	"roost/server/ratelimit"
+	"roost/server/route"
 	"roost/server/router"
 	"roost/server/s2s"
 	"roost/server/uplink"
@@ -46,6 +50,7 @@ type Server struct {
 	store  *storage.Store
 	router *router.Router
 	im     *im.Service
+	route  *route.Service
 	env    *c2s.Env
 
 	certPath  string
@@ -58,8 +63,9 @@ type Server struct {
 	closing bool
 	conns   map[net.Conn]struct{}
 
-	uplink     *uplink.Link // nil unless uplink.component is configured
-	s2s        *s2s.Service // nil unless listen.s2s is set
+	devices    *datagram.Listener // nil unless listen.dtls is set
+	uplink     *uplink.Link       // nil unless uplink.component is configured
+	s2s        *s2s.Service       // nil unless listen.s2s is set
 	stopUplink context.CancelFunc
 
 	churn    atomic.Int64  // connections opened plus closed, for trimMemory
@@ -107,6 +113,8 @@ func (s *Server) Start() (err error) {
 	s.im = &im.Service{Domain: cfg.Domain, Store: s.store, Router: s.router, Log: s.log,
 		RosterLimit: cfg.Limits.RosterItems, OfflineQuota: cfg.Limits.OfflineMessages,
 		DirectedPresences: cfg.Limits.DirectedPresences, PendingSubscriptions: cfg.Limits.PendingSubscriptions}
+	s.route = &route.Service{Domain: cfg.Domain, AcceptFrom: cfg.Devices.AcceptFrom, Version: Version,
+		Store: s.store, Router: s.router, IM: s.im, Log: s.log}
 	s.env = &c2s.Env{
 		Domain:      cfg.Domain,
 		TLS:         tlsCfg,
@@ -126,7 +134,7 @@ func (s *Server) Start() (err error) {
 		SessionsPerUser:    cfg.Limits.SessionsPerUser,
 		Auth:               authenticator{s.store},
 		Router:             s.router,
-		Handler:            s,
+		Handler:            s.route,
 		Limiter:            c2s.NewAuthLimiter(cfg.Limits.AuthFailuresPerMinute, cfg.Limits.AuthFailuresPerAccount),
 		Log:                s.log,
 	}
@@ -148,6 +156,9 @@ func (s *Server) Start() (err error) {
 		}
 		s.listeners = append(s.listeners, ln)
 		c2sListeners = append(c2sListeners, c2sListener{ln, l.direct})
+	}
+	if err := s.startDevices(); err != nil {
+		return err
 	}
 	if err := s.startFederation(tlsCfg); err != nil {
 		return err
@@ -205,7 +216,7 @@ func (s *Server) accept(ln net.Listener, direct bool) {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		ip := hostOnly(nc.RemoteAddr())
+		ip := ratelimit.HostOf(nc.RemoteAddr())
 		if why := s.track(nc, ip); why != "" {
 			s.log.Warn("refusing connection: "+why, "remote", ip)
 			if !direct { // the XEP-0368 port speaks TLS first: no plaintext XML there
@@ -222,14 +233,6 @@ func (s *Server) accept(ln net.Listener, direct bool) {
 			c2s.Serve(s.env, nc, direct)
 		}()
 	}
-}
-
-func hostOnly(a net.Addr) string {
-	h, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return h
 }
 
 // track admits a connection unless the server is at limits.connections,
@@ -281,11 +284,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		close(s.stopTrim)
 		s.stopTrim = nil
 	}
+	if s.devices != nil {
+		// Device sessions end (and go unavailable) while the store is
+		// open; Close waits for them.
+		s.devices.Close()
+		s.devices = nil
+	}
 	if s.router != nil {
-		s.router.Each(func(r router.Session) {
-			if cs, ok := r.(*c2s.Session); ok {
-				cs.Close(stanza.StreamSystemShutdown, "the server is shutting down")
-			}
+		s.router.Each(func(r *session.Bound) {
+			r.Close(stanza.StreamSystemShutdown, "the server is shutting down")
 		})
 	}
 	// Unbound connections (still negotiating) are simply closed after
@@ -324,19 +331,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	return nil
 }
-
-// Closed implements c2s.Handler: presence goes unavailable for a session
-// that ends for any reason.
-func (s *Server) Closed(sess *c2s.Session) { s.im.Closed(sess) }
-
-func (s *Server) ownPresence(sess im.Session, st *stanza.Stanza, stamped []byte) {
-	s.im.OwnPresence(sess, st, stamped)
-}
-
-var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-
-func getScratch() *[]byte  { return scratchPool.Get().(*[]byte) }
-func putScratch(b *[]byte) { scratchPool.Put(b) }
 
 // authenticator adapts the store to c2s.Authenticator.
 type authenticator struct{ store *storage.Store }
@@ -378,53 +372,26 @@ func (a authenticator) CheckPassword(local, password string) (bool, error) {
 
 // compile-time checks
 var (
-	_ c2s.Handler = (*Server)(nil)
-	_ im.Session  = (*c2s.Session)(nil)
+	_ session.Host = (*route.Service)(nil)
+	_ session.Peer = (*session.Bound)(nil)
 )
 
 // Config is the configuration the server runs with.
 func (s *Server) Config() *Config { return s.cfg }
-
-// closer is a session that can be ended with a stream error.
-type closer interface {
-	Close(cond stanza.StreamCondition, text string)
-}
-
-// Bind puts a session of any transport in the routing table. A session
-// already bound with the same full JID is replaced and closed (RFC 6120
-// §7.7.2.2).
-func (s *Server) Bind(sess im.Session) {
-	if old := s.router.Bind(sess); old != nil {
-		if o, ok := old.(closer); ok {
-			o.Close(stanza.StreamConflict, "replaced by a new session for the same resource")
-		}
-	}
-}
-
-// Leave takes a session out of the routing table and sends unavailable
-// presence for it if it was available.
-func (s *Server) Leave(sess im.Session) {
-	s.router.Unbind(sess)
-	s.im.Closed(sess)
-}
 
 // BindLocal binds a session for full that is not negotiated over a client
 // stream (an in-process transport, or a benchmark) and writes to nc. The
 // session leaves the routing table when Unbind is called.
 func (s *Server) BindLocal(full jid.JID, nc net.Conn) *c2s.Session {
 	sess := c2s.NewLocalSession(s.env, full, nc)
-	if old := s.router.Bind(sess); old != nil {
-		if o, ok := old.(*c2s.Session); ok {
-			o.Close(stanza.StreamConflict, "replaced by a new session for the same resource")
-		}
-	}
+	s.router.BindReplace(sess.Bound, 0)
 	return sess
 }
 
 // Unbind takes a session out of the routing table and announces its
 // departure as for a closed stream.
 func (s *Server) Unbind(sess *c2s.Session) {
-	s.router.Unbind(sess)
-	s.Closed(sess)
+	s.router.Unbind(sess.Bound)
+	s.im.Closed(sess.Bound)
 	sess.Close("", "")
 }

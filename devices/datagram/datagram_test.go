@@ -18,14 +18,13 @@ import (
 	"github.com/pion/dtls/v3"
 
 	"roost/devices"
-	"roost/devices/datagram"
 	"roost/server"
 	"roost/tests/testutil"
 )
 
 type rig struct {
 	srv  *server.Server
-	dl   *datagram.Listener
+	dev  net.Addr // the DTLS listener
 	psk  []byte
 	pem  []byte
 	addr string // c2s
@@ -56,6 +55,7 @@ func start(t *testing.T) *rig {
 	cfg.Devices.HandshakeTimeout = server.Duration(time.Second)
 	cfg.Devices.HandshakeFailuresPerMinute = 3
 	cfg.Limits.DatagramBytes = 600
+	cfg.Listen.DTLS = "127.0.0.1:0"
 	logs := &logBuf{}
 	var out io.Writer = logs
 	level := slog.LevelInfo
@@ -74,16 +74,9 @@ func start(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dl, err := datagram.Listen(srv, "127.0.0.1:0", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		dl.Close()
-		srv.Shutdown(context.Background())
-	})
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	pem, _ := os.ReadFile(srv.CertPath())
-	return &rig{srv: srv, dl: dl, psk: d.PSK, pem: pem, addr: srv.Addrs()[0].String(), logs: logs}
+	return &rig{srv: srv, dev: srv.DevicesAddr(), psk: d.PSK, pem: pem, addr: srv.Addrs()[0].String(), logs: logs}
 }
 
 // swapConn is a UDP socket the test can replace mid-session, as a NAT
@@ -155,7 +148,7 @@ func (r *rig) device(t *testing.T, psk []byte) (*dtls.Conn, *swapConn, error) {
 		t.Fatal(err)
 	}
 	sc := &swapConn{c: udp}
-	c, err := dtls.Client(sc, r.dl.Addr(), &dtls.Config{
+	c, err := dtls.Client(sc, r.dev, &dtls.Config{
 		PSK:                   func([]byte) ([]byte, error) { return psk, nil },
 		PSKIdentityHint:       []byte("sensor@localhost/device"),
 		CipherSuites:          []dtls.CipherSuiteID{dtls.TLS_PSK_WITH_AES_128_CCM_8},
@@ -411,7 +404,7 @@ func TestForgedHellosDoNotLockOut(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := dtls.Client(deafConn{udp}, r.dl.Addr(), &dtls.Config{
+		c, err := dtls.Client(deafConn{udp}, r.dev, &dtls.Config{
 			PSK:             func([]byte) ([]byte, error) { return r.psk, nil },
 			PSKIdentityHint: []byte("sensor@localhost/device"),
 			CipherSuites:    []dtls.CipherSuiteID{dtls.TLS_PSK_WITH_AES_128_CCM_8},

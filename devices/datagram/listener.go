@@ -10,7 +10,6 @@
 package datagram
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -22,7 +21,10 @@ import (
 	"github.com/pion/dtls/v3"
 
 	"roost/devices"
-	"roost/server"
+	"roost/server/ratelimit"
+	"roost/server/router"
+	"roost/server/session"
+	"roost/storage"
 )
 
 // CipherSuites are the PSK suites offered: AES-128-CCM-8 (the constrained
@@ -34,41 +36,59 @@ var CipherSuites = []dtls.CipherSuiteID{
 	dtls.TLS_PSK_WITH_CHACHA20_POLY1305_SHA256,
 }
 
-// Listener accepts device associations for a running server.
+// Config is the DTLS side of the server's configuration (listen.dtls,
+// devices.*, limits.datagram_bytes).
+type Config struct {
+	Addr                       string // UDP host:port
+	Domain                     string
+	IdleTimeout                time.Duration // a device silent this long goes unavailable
+	HandshakeTimeout           time.Duration // bound on one handshake (a wrong key shows as this)
+	MaxHandshakes              int           // handshakes running at once
+	HandshakeFailuresPerMinute int           // proven failures per address before it is refused
+	DatagramBytes              int           // largest stanza sent to a device
+}
+
+// Listener accepts device associations. Each is a bound session of the
+// session core: its stanzas go to host, and the routing table delivers
+// to it like to any other session.
 type Listener struct {
-	srv  *server.Server
-	ln   net.Listener
-	log  *slog.Logger
-	cfg  server.DevicesConfig
-	max  int // datagram_bytes
-	sem  chan struct{}
-	wg   sync.WaitGroup
-	fail *failures
+	cfg    Config
+	store  *storage.Store
+	router *router.Router
+	host   session.Host
+	ln     net.Listener
+	log    *slog.Logger
+	sem    chan struct{}
+	wg     sync.WaitGroup
+	fail   *ratelimit.Failures // proven handshake failures per address
 
 	mu       sync.Mutex
-	sessions map[*session]struct{}
+	sessions map[*device]struct{}
 	closed   bool
 }
 
-// Listen starts the DTLS listener on addr (UDP) for srv.
-func Listen(srv *server.Server, addr string, log *slog.Logger) (*Listener, error) {
-	cfg := srv.Config()
+// Listen starts the DTLS listener on cfg.Addr (UDP). Devices are looked
+// up in store (devices.Lookup); their sessions are bound in rt and their
+// stanzas handed to host.
+func Listen(cfg Config, store *storage.Store, rt *router.Router, host session.Host, log *slog.Logger) (*Listener, error) {
+	addr := cfg.Addr
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen.dtls %q: %w", addr, err)
 	}
 	l := &Listener{
-		srv:      srv,
+		cfg:      cfg,
+		store:    store,
+		router:   rt,
+		host:     host,
 		log:      log,
-		cfg:      cfg.Devices,
-		max:      cfg.Limits.DatagramBytes,
-		sem:      make(chan struct{}, cfg.Devices.MaxHandshakes),
-		fail:     newFailures(cfg.Devices.HandshakeFailuresPerMinute),
-		sessions: make(map[*session]struct{}),
+		sem:      make(chan struct{}, max(cfg.MaxHandshakes, 1)),
+		fail:     ratelimit.NewFailures(cfg.HandshakeFailuresPerMinute, time.Minute, maxFailureAddrs),
+		sessions: make(map[*device]struct{}),
 	}
 	conf := &dtls.Config{
 		PSK: func(identity []byte) ([]byte, error) {
-			d, _, err := devices.Lookup(srv.Store(), cfg.Domain, string(identity))
+			d, _, err := devices.Lookup(store, cfg.Domain, string(identity))
 			if err != nil {
 				return nil, err
 			}
@@ -81,7 +101,7 @@ func Listen(srv *server.Server, addr string, log *slog.Logger) (*Listener, error
 		// InsecureSkipVerifyHello stays false: the cookie exchange is
 		// what proves a client's address before a failure counts.
 		OnConnectionAttempt: func(a net.Addr) error {
-			if l.fail.over(hostOf(a)) {
+			if l.fail.Over(ratelimit.HostOf(a)) {
 				return errors.New("too many failed handshakes from this address")
 			}
 			return nil
@@ -131,7 +151,7 @@ func (l *Listener) accept() {
 // then the session.
 func (l *Listener) serve(c *dtls.Conn) {
 	remote := c.RemoteAddr()
-	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.HandshakeTimeout.D())
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.HandshakeTimeout)
 	err := c.HandshakeContext(ctx)
 	cancel()
 	<-l.sem
@@ -145,20 +165,20 @@ func (l *Listener) serve(c *dtls.Conn) {
 		// source never get that far, so they cannot lock a device out.
 		_, proven := c.ConnectionState()
 		if proven {
-			l.fail.add(hostOf(remote))
+			l.fail.Add(ratelimit.HostOf(remote))
 		}
 		l.log.Info("dtls: device handshake failed", "remote", remote.String(), "address_proven", proven, "err", err)
 		c.Close()
 		return
 	}
 	state, _ := c.ConnectionState()
-	d, full, err := devices.Lookup(l.srv.Store(), l.srv.Config().Domain, string(state.IdentityHint))
+	d, full, err := devices.Lookup(l.store, l.cfg.Domain, string(state.IdentityHint))
 	if err != nil {
 		l.log.Info("dtls: unknown device", "remote", remote.String(), "err", err)
 		c.Close()
 		return
 	}
-	s := newSession(l, c, full, d.Name)
+	s := newDevice(l, c, full, d.Name)
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -189,78 +209,10 @@ func (l *Listener) Close() error {
 	return err
 }
 
-func hostOf(a net.Addr) string {
-	h, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return h
-}
-
-// maxFailureAddrs bounds the addresses the failure table remembers.
+// maxFailureAddrs bounds the addresses the handshake failure table
+// remembers. Only failures of handshakes that got past the
+// HelloVerifyRequest cookie exchange are counted (see serve), so a forged
+// source address cannot lock a device out; an address with
+// devices.handshake_failures_per_minute of them is refused for the rest of
+// its minute.
 const maxFailureAddrs = 10000
-
-// failures counts failed handshakes per address over a minute. Only
-// failures of handshakes that got past the HelloVerifyRequest cookie
-// exchange are added (see serve), so a forged source address cannot
-// lock a device out. Windows age out after their minute; past
-// maxFailureAddrs addresses the oldest window goes first, so the table is
-// bounded without forgetting every address at once.
-type failures struct {
-	limit int
-	max   int
-	now   func() time.Time
-	mu    sync.Mutex
-	by    map[string]*list.Element // of *window, by address
-	order *list.List               // windows, oldest start first
-}
-
-type window struct {
-	ip    string
-	start time.Time
-	n     int
-}
-
-func newFailures(limit int) *failures {
-	return &failures{limit: limit, max: maxFailureAddrs, now: time.Now, by: make(map[string]*list.Element), order: list.New()}
-}
-
-// expire drops the windows whose minute is over; f.mu is held.
-func (f *failures) expire(now time.Time) {
-	for e := f.order.Front(); e != nil; e = f.order.Front() {
-		w := e.Value.(*window)
-		if now.Sub(w.start) <= time.Minute {
-			return
-		}
-		f.order.Remove(e)
-		delete(f.by, w.ip)
-	}
-}
-
-func (f *failures) add(ip string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	now := f.now()
-	f.expire(now)
-	if e := f.by[ip]; e != nil {
-		e.Value.(*window).n++
-		return
-	}
-	for f.order.Len() >= f.max {
-		oldest := f.order.Front()
-		f.order.Remove(oldest)
-		delete(f.by, oldest.Value.(*window).ip)
-	}
-	f.by[ip] = f.order.PushBack(&window{ip: ip, start: now, n: 1})
-}
-
-func (f *failures) over(ip string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	e := f.by[ip]
-	if e == nil {
-		return false
-	}
-	w := e.Value.(*window)
-	return f.now().Sub(w.start) <= time.Minute && w.n >= f.limit
-}

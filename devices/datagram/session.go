@@ -4,12 +4,12 @@ import (
 	"errors"
 	"io"
 	"net"
+	"roost/server/session"
 	"sync"
 	"time"
 
 	"github.com/pion/dtls/v3"
 
-	"roost/server/im"
 	"roost/wire/jid"
 	"roost/wire/stanza"
 	"roost/wire/xmlscan"
@@ -26,13 +26,13 @@ var streamHeader = []byte("<stream:stream xmlns='jabber:client' xmlns:stream='ht
 // thousand devices.
 const maxDatagram = 2 << 10
 
-// session is one device's DTLS association, bound as a routed session.
-type session struct {
-	im.State
+// device is one device's DTLS association: the session core's Bound,
+// written one datagram per stanza, and what the association's reading
+// goroutine owns.
+type device struct {
+	b    *session.Bound
 	l    *Listener
 	conn *dtls.Conn
-	jid  jid.JID
-	full string
 	name string
 
 	wmu       sync.Mutex // serialises datagram writes
@@ -47,52 +47,51 @@ type session struct {
 	out  []byte
 }
 
-func newSession(l *Listener, c *dtls.Conn, full jid.JID, name string) *session {
-	s := &session{l: l, conn: c, jid: full, full: full.String(), name: name}
-	s.scan = xmlscan.New(&s.rd, xmlscan.Limits{MaxElementBytes: maxDatagram})
-	return s
+func newDevice(l *Listener, c *dtls.Conn, full jid.JID, name string) *device {
+	d := &device{l: l, conn: c, name: name}
+	d.scan = xmlscan.New(&d.rd, xmlscan.Limits{MaxElementBytes: maxDatagram})
+	d.b = session.New(full, d, session.Options{Remote: c.RemoteAddr(), Log: l.log.With("jid", full.String()),
+		MaxStanza: l.cfg.DatagramBytes, Device: true})
+	return d
 }
 
-// JID is the device's full JID (its PSK identity).
-func (s *session) JID() jid.JID { return s.jid }
-
-// MaxStanzaBytes is the largest stanza sent to the device: each must fit
-// one datagram (limits.datagram_bytes).
-func (s *session) MaxStanzaBytes() int { return s.l.max }
-
-// Deliver sends one stanza as one datagram. UDP writes do not wait for
-// the peer, so this does not block the sender for long; a failed write
-// ends the session.
-func (s *session) Deliver(b []byte) bool {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	if _, err := s.conn.Write(b); err != nil {
-		s.end("write failed: " + err.Error())
+// Push is the session core's Transport: it sends one stanza as one
+// datagram. UDP writes do not wait for the peer, so this does not block
+// the sender for long; a failed write ends the association.
+func (d *device) Push(b []byte) bool {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	d.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	if _, err := d.conn.Write(b); err != nil {
+		d.end("write failed: " + err.Error())
 		return false
 	}
 	return true
 }
 
-// Close ends the session; cond says why (for example conflict, when the
-// device connected again with the same identity).
-func (s *session) Close(cond stanza.StreamCondition, text string) { s.end(string(cond)) }
+// Close is the session core's Transport: the binding has no stream to
+// end with an error, so the association is closed; cond says why (for
+// example conflict, when the device connected again with the same
+// identity).
+func (d *device) Close(cond stanza.StreamCondition, text string) { d.end(string(cond)) }
 
-func (s *session) end(reason string) {
-	s.once.Do(func() {
-		s.endReason = reason
-		s.conn.Close()
+func (d *device) end(reason string) {
+	d.once.Do(func() {
+		d.endReason = reason
+		d.conn.Close()
 	})
 }
 
 // run binds the session and reads datagrams until the device closes the
 // association, goes idle, or the session is ended.
-func (s *session) run() {
-	srv := s.l.srv
-	srv.Bind(s)
-	defer srv.Leave(s)
+func (s *device) run() {
+	s.l.router.BindReplace(s.b, 0)
+	defer func() {
+		s.l.router.Unbind(s.b)
+		s.l.host.Closed(s.b)
+	}()
 	buf := make([]byte, maxDatagram)
-	idle := s.l.cfg.IdleTimeout.D()
+	idle := s.l.cfg.IdleTimeout
 	for {
 		s.conn.SetReadDeadline(time.Now().Add(idle))
 		n, err := s.conn.Read(buf)
@@ -102,7 +101,7 @@ func (s *session) run() {
 			case errors.As(err, new(*dtls.TemporaryError)):
 				// pion reports an oversized record as a temporary
 				// error and drops it.
-				s.l.log.Debug("dtls: datagram over the size limit dropped", "jid", s.full)
+				s.l.log.Debug("dtls: datagram over the size limit dropped", "jid", s.b.Full())
 				continue
 			case errors.As(err, &ne) && ne.Timeout():
 				s.end("idle timeout")
@@ -120,7 +119,7 @@ func (s *session) run() {
 // datagram routes every complete stanza in one datagram. Bad XML drops
 // the rest of that datagram only: the association and the session go on,
 // since over UDP the next datagram is independent.
-func (s *session) datagram(b []byte) {
+func (s *device) datagram(b []byte) {
 	s.rd.reset(b)
 	s.scan.Reset(&s.rd)
 	if _, err := s.scan.Next(); err != nil { // the synthetic header
@@ -130,17 +129,17 @@ func (s *session) datagram(b []byte) {
 		var err error
 		if s.tok, err = s.scan.Next(); err != nil {
 			if !errors.Is(err, io.EOF) {
-				s.l.log.Debug("dtls: dropping the rest of a datagram", "jid", s.full, "err", err)
+				s.l.log.Debug("dtls: dropping the rest of a datagram", "jid", s.b.Full(), "err", err)
 			}
 			return
 		}
 		var ok bool
 		if s.st, ok = stanza.Parse(&s.tok, "jabber:client"); !ok {
-			s.l.log.Debug("dtls: not a stanza", "jid", s.full, "element", string(s.tok.Local))
+			s.l.log.Debug("dtls: not a stanza", "jid", s.b.Full(), "element", string(s.tok.Local))
 			continue
 		}
-		s.out = stanza.AppendForward(s.out[:0], &s.st, s.full, "")
-		s.l.srv.Route(s, &s.st, s.out)
+		s.out = stanza.AppendForward(s.out[:0], &s.st, s.b.Full(), "")
+		s.l.host.Stanza(s.b, &s.st, s.out)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"roost/server/session"
 	"time"
 
 	"roost/wire/jid"
@@ -56,20 +57,16 @@ func (c *Conn) bindIQ(tok *xmlscan.Token) (*Session, error) {
 	result := append([]byte(nil), "<iq type='result' id='"...)
 	result = stanza.AppendEscaped(result, req.ID)
 	result = append(result, "'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>"...)
-	result = stanza.AppendEscaped(result, s.full)
+	result = stanza.AppendEscaped(result, s.Full())
 	result = append(result, "</jid></bind></iq>"...)
 	// Routable before the client hears it is bound: anything sent to the
 	// new full JID once the client announced it must find it. The limit
 	// on sessions per user is checked in the same step (RFC 6120
 	// §7.6.2.1: resource-constraint).
-	old, ok := c.env.Router.BindLimit(s, c.env.SessionsPerUser)
-	if !ok {
+	if !c.env.Router.BindReplace(s.Bound, c.env.SessionsPerUser) {
 		// s was never routable and its queue never started a writer:
 		// dropping it leaves nothing behind.
 		return nil, c.write(stanza.AppendError(nil, &st, "", c.env.Domain, stanza.ResourceConstraint, "this account has reached its limit of simultaneous sessions"))
-	}
-	if o, ok := old.(*Session); ok {
-		o.Close(stanza.StreamConflict, "replaced by a new session for the same resource")
 	}
 	s.q.Push(result)
 	c.log = log
@@ -89,8 +86,8 @@ func (c *Conn) runBound(s *Session) {
 			c.log.Error("c2s: internal error, closing session", "panic", r)
 			s.Close(stanza.StreamInternalServerError, "")
 		}
-		env.Router.Unbind(s)
-		env.Handler.Closed(s)
+		env.Router.Unbind(s.Bound)
+		env.Handler.Closed(s.Bound)
 		s.Wait(env.WriteTimeout)
 		c.nc.Close()
 		c.scan.Release()
@@ -135,8 +132,8 @@ func (s *Session) Receive(tok *xmlscan.Token) bool {
 		return false
 	}
 	buf := outq.GetBuf()
-	stamped := stanza.AppendForward((*buf)[:0], st, s.full, s.lang)
-	s.env.Handler.Stanza(s, st, stamped)
+	stamped := stanza.AppendForward((*buf)[:0], st, s.Full(), s.Lang())
+	s.env.Handler.Stanza(s.Bound, st, stamped)
 	*buf = stamped
 	outq.PutBuf(buf)
 	return true
@@ -159,11 +156,12 @@ func (c *Conn) endBound(s *Session, err error) {
 }
 
 func newSession(env *Env, full jid.JID, lang string, nc net.Conn, log *slog.Logger) *Session {
-	s := &Session{env: env, jid: full, full: full.String(), lang: lang, remote: nc.RemoteAddr(), log: log}
+	s := &Session{env: env}
 	s.q = outq.New(nc, env.QueueBytes, env.WriteTimeout, func() {
-		s.log.Warn("c2s: dropping slow reader", "jid", s.full)
+		log.Warn("c2s: dropping slow reader")
 		s.Close(stanza.StreamPolicyViolation, queueOverflowText)
 	})
+	s.Bound = session.New(full, stream{s.q}, session.Options{Lang: lang, Remote: nc.RemoteAddr(), Log: log})
 	return s
 }
 

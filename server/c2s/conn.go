@@ -26,7 +26,9 @@ import (
 
 	"github.com/xdg-go/scram"
 
+	"roost/server/ratelimit"
 	"roost/server/router"
+	"roost/server/session"
 	"roost/wire/jid"
 	"roost/wire/stanza"
 	"roost/wire/xmlscan"
@@ -35,7 +37,7 @@ import (
 // Namespaces used in negotiation.
 const (
 	NSStream  = "http://etherx.jabber.org/streams"
-	NSClient  = "jabber:client"
+	NSClient  = stanza.NSClient
 	NSTLS     = "urn:ietf:params:xml:ns:xmpp-tls"
 	NSSASL    = "urn:ietf:params:xml:ns:xmpp-sasl"
 	NSBind    = "urn:ietf:params:xml:ns:xmpp-bind"
@@ -52,17 +54,6 @@ type Authenticator interface {
 	SCRAMCredentials(local, hash string) (cred scram.StoredCredentials, known bool, err error)
 	// CheckPassword verifies a PLAIN password in constant time.
 	CheckPassword(local, password string) (bool, error)
-}
-
-// Handler receives what a bound session sends.
-type Handler interface {
-	// Stanza handles one stanza from s. st.From is untrusted; stamped is
-	// the stanza's bytes with from set to the session's full JID, valid
-	// only during the call.
-	Stanza(s *Session, st *stanza.Stanza, stamped []byte)
-	// Closed is called once when a bound session has ended, after it has
-	// left the routing table.
-	Closed(s *Session)
 }
 
 // Env is what every client connection shares: the server's settings and
@@ -82,7 +73,7 @@ type Env struct {
 	SessionsPerUser    int
 	Auth               Authenticator
 	Router             *router.Router
-	Handler            Handler
+	Handler            session.Host
 	Limiter            *AuthLimiter
 	Log                *slog.Logger
 }
@@ -129,7 +120,7 @@ func fail(cond stanza.StreamCondition, format string, args ...any) error {
 // XEP-0368 port, where TLS starts before the stream. It returns when the
 // connection is closed; it never panics on what the peer sends.
 func Serve(env *Env, nc net.Conn, directTLS bool) {
-	c := &Conn{env: env, nc: nc, ip: hostOf(nc.RemoteAddr()), directTLS: directTLS}
+	c := &Conn{env: env, nc: nc, ip: ratelimit.HostOf(nc.RemoteAddr()), directTLS: directTLS}
 	c.log = env.Log.With("remote", nc.RemoteAddr().String())
 	defer func() {
 		if r := recover(); r != nil {

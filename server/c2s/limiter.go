@@ -1,10 +1,10 @@
 package c2s
 
 import (
-	"math"
-	"net"
 	"sync"
 	"time"
+
+	"roost/server/ratelimit"
 )
 
 // AuthLimiter bounds password guessing across connections with token
@@ -35,20 +35,14 @@ type AuthLimiter struct {
 	now        func() time.Time
 
 	mu       sync.Mutex
-	addrs    lru[bucket]
-	accounts lru[account]
-}
-
-// bucket is a token bucket refilled continuously at its size per minute.
-type bucket struct {
-	tokens float64
-	last   time.Time // when tokens was last brought up to date
+	addrs    ratelimit.Table[ratelimit.Bucket]
+	accounts ratelimit.Table[account]
 }
 
 // account is an account's bucket and the addresses that recently failed
 // to log in to it.
 type account struct {
-	bucket
+	ratelimit.Bucket
 	failed []failedAddr // oldest first, at most maxFailedAddrs
 }
 
@@ -84,39 +78,6 @@ func NewAuthLimiter(perAddrPerMinute, perAccountPerMinute int) *AuthLimiter {
 	}
 }
 
-func hostOf(addr net.Addr) string {
-	if addr == nil {
-		return ""
-	}
-	h, _, err := net.SplitHostPort(addr.String())
-	if err != nil {
-		return addr.String()
-	}
-	return h
-}
-
-// refill brings b up to date at now for a bucket of size per minute.
-func (b *bucket) refill(now time.Time, size float64) {
-	if el := now.Sub(b.last); el > 0 {
-		b.tokens = math.Min(size, b.tokens+size*el.Minutes())
-	}
-	b.last = now
-}
-
-// take removes a token, or reports how long until one is there.
-func (b *bucket) take(size float64) (wait time.Duration, ok bool) {
-	if b.tokens >= 1 {
-		b.tokens--
-		return 0, true
-	}
-	return time.Duration((1 - b.tokens) / size * float64(time.Minute)), false
-}
-
-// full reports whether b would be full at now: it says nothing then.
-func (b *bucket) full(now time.Time, size float64) bool {
-	return b.tokens+size*now.Sub(b.last).Minutes() >= size
-}
-
 // Begin takes a token from ip's bucket for a new attempt. When the bucket
 // is empty the attempt must be refused; wait says when a token will be
 // there.
@@ -125,12 +86,12 @@ func (l *AuthLimiter) Begin(ip string) (wait time.Duration, ok bool) {
 	defer l.mu.Unlock()
 	now := l.now()
 	l.expire(now)
-	b := l.addrs.get(ip)
+	b := l.addrs.Get(ip)
 	if b == nil {
-		b = l.addrs.put(ip, bucket{tokens: l.perAddr, last: now}, l.maxEntries)
+		b = l.addrs.Put(ip, ratelimit.FullBucket(now, l.perAddr), l.maxEntries)
 	}
-	b.refill(now, l.perAddr)
-	return b.take(l.perAddr)
+	b.Refill(now, l.perAddr)
+	return b.Take(l.perAddr)
 }
 
 // Account is called once the attempt from ip names its account, before
@@ -144,12 +105,12 @@ func (l *AuthLimiter) Account(ip, local string) (wait time.Duration, taken, ok b
 	defer l.mu.Unlock()
 	now := l.now()
 	l.expire(now)
-	a := l.accounts.get(local)
+	a := l.accounts.Get(local)
 	if a == nil {
-		a = l.accounts.put(local, account{bucket: bucket{tokens: l.perAccount, last: now}}, l.maxEntries)
+		a = l.accounts.Put(local, account{Bucket: ratelimit.FullBucket(now, l.perAccount)}, l.maxEntries)
 	}
-	a.refill(now, l.perAccount)
-	wait, taken = a.take(l.perAccount)
+	a.Refill(now, l.perAccount)
+	wait, taken = a.Take(l.perAccount)
 	if taken {
 		return 0, true, true
 	}
@@ -167,17 +128,15 @@ func (l *AuthLimiter) Succeeded(ip, local string, accountTaken bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	if b := l.addrs.get(ip); b != nil {
-		b.refill(now, l.perAddr)
-		b.tokens = math.Min(l.perAddr, b.tokens+1)
+	if b := l.addrs.Get(ip); b != nil {
+		b.Give(now, l.perAddr)
 	}
-	a := l.accounts.get(local)
+	a := l.accounts.Get(local)
 	if a == nil {
 		return
 	}
 	if accountTaken {
-		a.refill(now, l.perAccount)
-		a.tokens = math.Min(l.perAccount, a.tokens+1)
+		a.Give(now, l.perAccount)
 	}
 	a.forget(ip) // it knows the password
 }
@@ -198,7 +157,7 @@ func (l *AuthLimiter) Failed(ip, local string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	a := l.accounts.get(local)
+	a := l.accounts.Get(local)
 	if a == nil {
 		return // the account was forgotten meanwhile
 	}
@@ -211,98 +170,21 @@ func (l *AuthLimiter) Failed(ip, local string) {
 }
 
 // expire drops a few least recently used entries that say nothing any
-// more. Called with l.mu held.
+// more: a full bucket, and for an account no failure within l.memory.
+// Called with l.mu held.
 func (l *AuthLimiter) expire(now time.Time) {
-	for i := 0; i < expireSteps; i++ {
-		n := l.addrs.head
-		if n == nil || !n.val.full(now, l.perAddr) {
-			break
+	l.addrs.Expire(expireSteps, func(b *ratelimit.Bucket) bool { return b.Full(now, l.perAddr) })
+	l.accounts.Expire(expireSteps, func(a *account) bool {
+		if k := len(a.failed); k > 0 && now.Sub(a.failed[k-1].when) < l.memory {
+			return false
 		}
-		l.addrs.remove(n)
-	}
-	for i := 0; i < expireSteps; i++ {
-		n := l.accounts.head
-		if n == nil || !n.val.full(now, l.perAccount) {
-			break
-		}
-		if k := len(n.val.failed); k > 0 && now.Sub(n.val.failed[k-1].when) < l.memory {
-			break
-		}
-		l.accounts.remove(n)
-	}
+		return a.Full(now, l.perAccount)
+	})
 }
 
 // Len is how many addresses and accounts the limiter tracks.
 func (l *AuthLimiter) Len() (addrs, accounts int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.addrs.m), len(l.accounts.m)
-}
-
-// lru is a map whose entries are kept in order of last use, so the
-// stalest can be found and dropped without walking the map.
-type lru[V any] struct {
-	m          map[string]*lruNode[V]
-	head, tail *lruNode[V] // least and most recently used
-}
-
-type lruNode[V any] struct {
-	key        string
-	val        V
-	prev, next *lruNode[V]
-}
-
-// get returns the value for k, marking it used, or nil.
-func (l *lru[V]) get(k string) *V {
-	n := l.m[k]
-	if n == nil {
-		return nil
-	}
-	l.unlink(n)
-	l.pushBack(n)
-	return &n.val
-}
-
-// put adds k (not present), dropping the least recently used entry first
-// when the map already holds limit entries.
-func (l *lru[V]) put(k string, v V, limit int) *V {
-	if l.m == nil {
-		l.m = make(map[string]*lruNode[V])
-	}
-	if len(l.m) >= limit && l.head != nil {
-		l.remove(l.head)
-	}
-	n := &lruNode[V]{key: k, val: v}
-	l.m[k] = n
-	l.pushBack(n)
-	return &n.val
-}
-
-func (l *lru[V]) remove(n *lruNode[V]) {
-	l.unlink(n)
-	delete(l.m, n.key)
-}
-
-func (l *lru[V]) unlink(n *lruNode[V]) {
-	if n.prev != nil {
-		n.prev.next = n.next
-	} else {
-		l.head = n.next
-	}
-	if n.next != nil {
-		n.next.prev = n.prev
-	} else {
-		l.tail = n.prev
-	}
-	n.prev, n.next = nil, nil
-}
-
-func (l *lru[V]) pushBack(n *lruNode[V]) {
-	n.prev = l.tail
-	if l.tail != nil {
-		l.tail.next = n
-	} else {
-		l.head = n
-	}
-	l.tail = n
+	return l.addrs.Len(), l.accounts.Len()
 }

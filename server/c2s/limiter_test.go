@@ -144,7 +144,7 @@ func TestLimiterBounded(t *testing.T) {
 		l.Account("x", "carol")
 		l.Failed(fmt.Sprintf("10.9.%d.%d", i/256, i%256), "carol")
 	}
-	if n := len(l.accounts.m["carol"].val.failed); n != maxFailedAddrs {
+	if n := len(l.accounts.Peek("carol").failed); n != maxFailedAddrs {
 		t.Fatalf("%d failed addresses remembered, bound %d", n, maxFailedAddrs)
 	}
 }

@@ -4,16 +4,16 @@ import (
 	"fmt"
 	"testing"
 
+	"roost/server/session"
 	"roost/wire/jid"
+	"roost/wire/stanza"
 )
 
-type fakeSession struct {
-	State
-	j jid.JID
-}
+// nopTransport takes every stanza and forgets it.
+type nopTransport struct{}
 
-func (f *fakeSession) JID() jid.JID        { return f.j }
-func (f *fakeSession) Deliver([]byte) bool { return true }
+func (nopTransport) Push([]byte) bool                     { return true }
+func (nopTransport) Close(stanza.StreamCondition, string) {}
 
 // The directed-presence set is bounded (limits.directed_presences): a new
 // target beyond the bound is refused, known targets and removals are not.
@@ -25,7 +25,7 @@ func TestDirectedPresenceBound(t *testing.T) {
 	}{{"configured", 3, 3}, {"default", 0, DefaultDirectedPresences}} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := &Service{DirectedPresences: tc.limit}
-			sess := &fakeSession{j: mustParse(t, "alice@localhost/r")}
+			sess := session.New(mustParse(t, "alice@localhost/r"), nopTransport{}, session.Options{})
 			target := func(i int) jid.JID { return mustParse(t, fmt.Sprintf("u%d@localhost/r", i)) }
 			for i := 0; i < tc.want; i++ {
 				if !m.AddDirected(sess, target(i), true) {

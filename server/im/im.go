@@ -6,6 +6,7 @@ package im
 
 import (
 	"log/slog"
+	"roost/server/session"
 	"sync"
 
 	"roost/server/router"
@@ -13,25 +14,6 @@ import (
 	"roost/wire/jid"
 	"roost/wire/stanza"
 )
-
-// Session is what im needs of a bound session beyond routing, whatever
-// its transport.
-type Session interface {
-	router.Session
-	// SetPresence records the session's own presence; it reports whether
-	// this made the session available for the first time.
-	SetPresence(available bool, priority int, raw []byte) (initial bool)
-	// Presence is the session's last available presence, or nil.
-	Presence() []byte
-	// AddDirected records directed presence sent to j.
-	AddDirected(j jid.JID, available bool)
-	// TakeDirected returns and forgets the JIDs given directed presence.
-	TakeDirected() []jid.JID
-	// RequestedRoster marks the session as interested in roster pushes.
-	RequestedRoster()
-	// Interested reports whether the session gets roster pushes.
-	Interested() bool
-}
 
 // Service applies RFC 6121 for one domain.
 type Service struct {
@@ -77,23 +59,13 @@ func (m *Service) pendingLimit() int {
 	return DefaultPendingSubscriptions
 }
 
-// boundedDirected is a session whose directed-presence set can refuse a
-// new target (im.State provides it).
-type boundedDirected interface {
-	AddDirectedMax(j jid.JID, available bool, max int) bool
-}
-
 // AddDirected records that sess sent directed presence to j (RFC 6121
 // §4.6), within DirectedPresences. false means the set is full: the
 // caller must not deliver the presence and answers resource-constraint,
 // since j would otherwise never learn that the session went offline.
 // Prosody keeps no bound; one client could grow it without end.
-func (m *Service) AddDirected(sess Session, j jid.JID, available bool) bool {
-	if b, ok := sess.(boundedDirected); ok {
-		return b.AddDirectedMax(j, available, m.directedLimit())
-	}
-	sess.AddDirected(j, available)
-	return true
+func (m *Service) AddDirected(sess session.Peer, j jid.JID, available bool) bool {
+	return sess.AddDirectedMax(j, available, m.directedLimit())
 }
 
 // isRemote reports whether a JID string is on another domain and there
@@ -105,7 +77,7 @@ func (m *Service) isRemote(j string) bool {
 var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // reply sends the error for st back to sess.
-func (m *Service) reply(sess Session, st *stanza.Stanza, cond stanza.Condition, text string) {
+func (m *Service) reply(sess session.Peer, st *stanza.Stanza, cond stanza.Condition, text string) {
 	b := scratch.Get().(*[]byte)
 	*b = stanza.AppendError((*b)[:0], st, sess.JID().String(), stanza.ReplyFrom(st, m.Domain), cond, text)
 	sess.Deliver(*b)

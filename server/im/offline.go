@@ -2,6 +2,7 @@ package im
 
 import (
 	"bytes"
+	"roost/server/session"
 	"time"
 
 	"roost/storage"
@@ -12,7 +13,7 @@ import (
 // has no available resource (XEP-0160), stamped with the time it arrived
 // (XEP-0203). Over the account's quota the sender gets
 // service-unavailable. The write commits before this returns.
-func (m *Service) StoreOffline(sess Session, st *stanza.Stanza, stamped []byte, local string) {
+func (m *Service) StoreOffline(sess session.Peer, st *stanza.Stanza, stamped []byte, local string) {
 	b := withDelay(stamped, m.Domain, time.Now())
 	var stored bool
 	err := m.Store.Update(func(tx *storage.Tx) error {
@@ -52,7 +53,7 @@ func withDelay(stanzaBytes []byte, domain string, at time.Time) []byte {
 
 // deliverOffline hands the account's stored messages to sess, oldest
 // first, and deletes each one only once the session has taken it.
-func (m *Service) deliverOffline(sess Session) {
+func (m *Service) deliverOffline(sess session.Peer) {
 	local := sess.JID().Local()
 	var msgs []storage.OfflineMessage
 	if err := m.Store.View(func(tx *storage.Tx) error {
@@ -79,7 +80,7 @@ func (m *Service) deliverOffline(sess Session) {
 
 // redeliverPending gives a newly available session the subscription
 // requests still waiting for an answer (RFC 6121 §3.1.3).
-func (m *Service) redeliverPending(sess Session) {
+func (m *Service) redeliverPending(sess session.Peer) {
 	var pending []storage.Pending
 	m.Store.View(func(tx *storage.Tx) error {
 		var err error

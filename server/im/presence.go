@@ -2,6 +2,7 @@ package im
 
 import (
 	"encoding/xml"
+	"roost/server/session"
 
 	"roost/server/router"
 	"roost/wire/jid"
@@ -16,7 +17,7 @@ type presencePayload struct {
 // OwnPresence handles presence with no 'to': the session's broadcast
 // presence (RFC 6121 §4.2, §4.4, §4.5). stamped carries the session's
 // full JID as from.
-func (m *Service) OwnPresence(sess Session, st *stanza.Stanza, stamped []byte) {
+func (m *Service) OwnPresence(sess session.Peer, st *stanza.Stanza, stamped []byte) {
 	switch string(st.Type) {
 	case "":
 		var p presencePayload
@@ -52,12 +53,12 @@ func (m *Service) OwnPresence(sess Session, st *stanza.Stanza, stamped []byte) {
 // broadcast sends b to the user's own available resources and to every
 // contact subscribed to the user's presence; for unavailable presence also
 // to every JID that got directed presence from this session (RFC 6121 §4.6).
-func (m *Service) broadcast(sess Session, b []byte, unavailable bool) {
-	var buf [8]router.Session
+func (m *Service) broadcast(sess session.Peer, b []byte, unavailable bool) {
+	var buf [8]*session.Bound
 	me := sess.JID()
 	bare := me.Bare().String()
 	for _, r := range router.AvailableOnly(buf[:0], m.Router.Sessions([]byte(bare))) {
-		if r != router.Session(sess) || !unavailable {
+		if session.Peer(r) != sess || !unavailable {
 			r.Deliver(b)
 		}
 	}
@@ -89,7 +90,7 @@ func (m *Service) toContact(bareJID string, b []byte) {
 		m.Remote(bareJID, b)
 		return
 	}
-	var buf [8]router.Session
+	var buf [8]*session.Bound
 	for _, r := range router.AvailableOnly(buf[:0], m.Router.Sessions([]byte(bareJID))) {
 		r.Deliver(b)
 	}
@@ -115,14 +116,14 @@ func (m *Service) deliverTo(j jid.JID, b []byte) {
 // at initial presence (RFC 6121 §4.3): the last presence of every
 // available resource of each contact the user is subscribed to, and of
 // the user's own other resources.
-func (m *Service) probeContacts(sess Session) {
+func (m *Service) probeContacts(sess session.Peer) {
 	me := sess.JID()
 	for _, r := range m.Router.Sessions([]byte(me.Bare().String())) {
-		if r == router.Session(sess) {
+		if session.Peer(r) == sess {
 			continue
 		}
-		if o, ok := r.(Session); ok && o.Available() {
-			if p := o.Presence(); p != nil {
+		if r.Available() {
+			if p := r.Presence(); p != nil {
 				sess.Deliver(p)
 			}
 		}
@@ -142,8 +143,8 @@ func (m *Service) probeContacts(sess Session) {
 			continue
 		}
 		for _, r := range m.Router.Sessions([]byte(it.JID)) {
-			if o, ok := r.(Session); ok && o.Available() {
-				if p := o.Presence(); p != nil {
+			if r.Available() {
+				if p := r.Presence(); p != nil {
 					sess.Deliver(p)
 				}
 			}
@@ -153,7 +154,7 @@ func (m *Service) probeContacts(sess Session) {
 
 // Closed sends unavailable presence for a session that ended while
 // available, whatever the reason (RFC 6121 §4.5.2).
-func (m *Service) Closed(sess Session) {
+func (m *Service) Closed(sess session.Peer) {
 	if !sess.Available() {
 		return
 	}
@@ -168,10 +169,10 @@ func (m *Service) Closed(sess Session) {
 // contacts, and probes theirs: after the link to other domains came
 // (back) up, as presence was not queued while it was down.
 func (m *Service) Resend() {
-	var avail []Session
-	m.Router.Each(func(r router.Session) {
-		if s, ok := r.(Session); ok && s.Available() {
-			avail = append(avail, s)
+	var avail []*session.Bound
+	m.Router.Each(func(r *session.Bound) {
+		if r.Available() {
+			avail = append(avail, r)
 		}
 	})
 	for _, s := range avail {

@@ -3,6 +3,7 @@ package im
 import (
 	"encoding/xml"
 	"errors"
+	"roost/server/session"
 	"strconv"
 
 	"roost/storage"
@@ -39,7 +40,7 @@ type rosterIQ struct {
 // RosterIQ handles a roster get or set from the account's own session
 // (RFC 6121 §2.1.3, §2.1.5, §2.5). The caller has checked that the iq is
 // addressed to the account's own bare JID or to no one.
-func (m *Service) RosterIQ(sess Session, st *stanza.Stanza) {
+func (m *Service) RosterIQ(sess session.Peer, st *stanza.Stanza) {
 	var req rosterIQ
 	if err := xml.Unmarshal(st.Tok.Raw, &req); err != nil {
 		m.reply(sess, st, stanza.BadRequest, "the roster query could not be read")
@@ -54,7 +55,7 @@ func (m *Service) RosterIQ(sess Session, st *stanza.Stanza) {
 	}
 }
 
-func (m *Service) rosterGet(sess Session, st *stanza.Stanza, user string, clientVer *string) {
+func (m *Service) rosterGet(sess session.Peer, st *stanza.Stanza, user string, clientVer *string) {
 	sess.RequestedRoster()
 	items, ver, err := m.Store.Roster(user)
 	if err != nil {
@@ -80,7 +81,7 @@ func (m *Service) rosterGet(sess Session, st *stanza.Stanza, user string, client
 	sess.Deliver(stanza.AppendIQResult(nil, st.ID, to, "", payload))
 }
 
-func (m *Service) rosterSet(sess Session, st *stanza.Stanza, user string, items []rosterItem) {
+func (m *Service) rosterSet(sess session.Peer, st *stanza.Stanza, user string, items []rosterItem) {
 	if len(items) != 1 {
 		m.reply(sess, st, stanza.BadRequest, "a roster set carries exactly one item (RFC 6121 §2.3.3)")
 		return
@@ -165,7 +166,7 @@ var errRosterFull = errors.New("roster full")
 // subscriptions both ways: unsubscribe if the user was subscribed to the
 // contact (or asking), unsubscribed if the contact was subscribed to the
 // user (or asking).
-func (m *Service) rosterRemove(sess Session, st *stanza.Stanza, user string, contact jid.JID) {
+func (m *Service) rosterRemove(sess session.Peer, st *stanza.Stanza, user string, contact jid.JID) {
 	me := sess.JID().Bare()
 	var fx effects
 	err := m.Store.Update(func(tx *storage.Tx) error {
@@ -222,8 +223,8 @@ var errNoItem = errors.New("no such roster item")
 // user (RFC 6121 §2.1.6), the one that made the change included.
 func (m *Service) push(user jid.JID, item storage.RosterItem, ver uint64) {
 	for _, r := range m.Router.Sessions([]byte(user.Bare().String())) {
-		s, ok := r.(Session)
-		if !ok || !s.Interested() {
+		s := r
+		if !s.Interested() {
 			continue
 		}
 		b := append([]byte(nil), "<iq type='set' id='push"...)

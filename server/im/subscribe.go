@@ -1,6 +1,7 @@
 package im
 
 import (
+	"roost/server/session"
 	"roost/storage"
 	"roost/wire/jid"
 	"roost/wire/stanza"
@@ -63,7 +64,7 @@ func subscriptionStanza(typ, from, to string) []byte {
 // Subscription handles subscription management presence (subscribe,
 // subscribed, unsubscribe, unsubscribed) and probes from sess to the
 // local bare JID to.
-func (m *Service) Subscription(sess Session, st *stanza.Stanza, to []byte) {
+func (m *Service) Subscription(sess session.Peer, st *stanza.Stanza, to []byte) {
 	typ := string(st.Type)
 	switch typ {
 	case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
@@ -308,8 +309,8 @@ func (m *Service) apply(fx *effects) {
 // the available resources of to, or unavailable presence for each.
 func (m *Service) copyPresence(from, to string, available bool) {
 	for _, r := range m.Router.Sessions([]byte(from)) {
-		s, ok := r.(Session)
-		if !ok || !s.Available() {
+		s := r
+		if !s.Available() {
 			continue
 		}
 		if available {

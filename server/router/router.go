@@ -14,23 +14,9 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"roost/wire/jid"
+	"roost/server/session"
+	"roost/wire/stanza"
 )
-
-// Session is what the router knows of a bound resource, whatever its
-// transport (TCP client stream, DTLS device, uplink link).
-type Session interface {
-	// JID is the session's full JID, fixed once bound.
-	JID() jid.JID
-	// Available reports whether the session has sent available presence
-	// and so takes part in bare-JID delivery (RFC 6121 §8.5.2).
-	Available() bool
-	// Priority is the priority of the session's last available presence.
-	Priority() int
-	// Deliver queues raw stanza bytes for the session's peer. It copies b
-	// and never blocks; false means the session is closing.
-	Deliver(b []byte) bool
-}
 
 const shardCount = 64
 
@@ -49,7 +35,7 @@ type shard struct {
 // entry holds one bare JID's sessions as an immutable slice, replaced
 // whole on bind and unbind, so readers can range over it without a lock.
 type entry struct {
-	sessions atomic.Pointer[[]Session]
+	sessions atomic.Pointer[[]*session.Bound]
 }
 
 // New returns an empty routing table.
@@ -68,7 +54,7 @@ func (r *Router) shardFor(bare []byte) *shard {
 // Bind adds s to the table. When a session with the same full JID is
 // already bound it is removed and returned, so the caller can close it
 // with a <conflict/> stream error (RFC 6120 §7.7.2.2).
-func (r *Router) Bind(s Session) (replaced Session) {
+func (r *Router) Bind(s *session.Bound) (replaced *session.Bound) {
 	replaced, _ = r.BindLimit(s, 0)
 	return replaced
 }
@@ -78,14 +64,14 @@ func (r *Router) Bind(s Session) (replaced Session) {
 // limit sessions and s replaces none of them, s is not bound and ok is
 // false. The check and the bind happen under the user's shard lock, so
 // two binds at the same moment cannot both pass the check.
-func (r *Router) BindLimit(s Session, limit int) (replaced Session, ok bool) {
+func (r *Router) BindLimit(s *session.Bound, limit int) (replaced *session.Bound, ok bool) {
 	j := s.JID()
 	bare := j.Bare().String()
 	sh := r.shardFor([]byte(bare))
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	e := sh.users[bare]
-	var old []Session
+	var old []*session.Bound
 	if e != nil {
 		if p := e.sessions.Load(); p != nil {
 			old = *p
@@ -107,7 +93,7 @@ func (r *Router) BindLimit(s Session, limit int) (replaced Session, ok bool) {
 		e = &entry{}
 		sh.users[bare] = e
 	}
-	next := make([]Session, 0, len(old)+1)
+	next := make([]*session.Bound, 0, len(old)+1)
 	for _, o := range old {
 		if o.JID().Equal(j) {
 			replaced = o
@@ -125,7 +111,7 @@ func (r *Router) BindLimit(s Session, limit int) (replaced Session, ok bool) {
 
 // Unbind removes s from the table; it does nothing when s is not bound
 // (for instance because a newer session with its JID replaced it).
-func (r *Router) Unbind(s Session) {
+func (r *Router) Unbind(s *session.Bound) {
 	bare := s.JID().Bare().String()
 	sh := r.shardFor([]byte(bare))
 	sh.mu.Lock()
@@ -135,7 +121,7 @@ func (r *Router) Unbind(s Session) {
 		return
 	}
 	old := *e.sessions.Load()
-	next := make([]Session, 0, len(old))
+	next := make([]*session.Bound, 0, len(old))
 	for _, o := range old {
 		if o != s {
 			next = append(next, o)
@@ -154,7 +140,7 @@ func (r *Router) Unbind(s Session) {
 
 // Sessions returns the sessions bound to the bare JID given as canonical
 // bytes. The slice is shared and must not be modified. It allocates nothing.
-func (r *Router) Sessions(bare []byte) []Session {
+func (r *Router) Sessions(bare []byte) []*session.Bound {
 	sh := r.shardFor(bare)
 	sh.mu.RLock()
 	e := sh.users[string(bare)]
@@ -170,7 +156,7 @@ func (r *Router) Sessions(bare []byte) []Session {
 
 // Session returns the session bound to the full JID given as canonical
 // bytes (bare part and resource), or nil.
-func (r *Router) Session(bare []byte, resource []byte) Session {
+func (r *Router) Session(bare []byte, resource []byte) *session.Bound {
 	for _, s := range r.Sessions(bare) {
 		if s.JID().Resource() == string(resource) {
 			return s
@@ -183,11 +169,11 @@ func (r *Router) Session(bare []byte, resource []byte) Session {
 func (r *Router) Count() int { return int(r.count.Load()) }
 
 // Each calls fn for every bound session, shard by shard; used at shutdown.
-func (r *Router) Each(fn func(Session)) {
+func (r *Router) Each(fn func(*session.Bound)) {
 	for i := range r.shards {
 		sh := &r.shards[i]
 		sh.mu.RLock()
-		var all []Session
+		var all []*session.Bound
 		for _, e := range sh.users {
 			all = append(all, *e.sessions.Load()...)
 		}
@@ -202,7 +188,7 @@ func (r *Router) Each(fn func(Session)) {
 // the bare JID goes to (RFC 6121 §8.5.2.1.1): those with the highest
 // non-negative priority. It returns dst unchanged when no session
 // qualifies, and allocates nothing when dst has room.
-func Best(dst []Session, sessions []Session) []Session {
+func Best(dst []*session.Bound, sessions []*session.Bound) []*session.Bound {
 	top := -1
 	for _, s := range sessions {
 		if s.Available() && s.Priority() > top {
@@ -222,7 +208,7 @@ func Best(dst []Session, sessions []Session) []Session {
 
 // NonNegative appends to dst every available session with a non-negative
 // priority: the targets of a headline to a bare JID (RFC 6121 §8.5.2.1.1).
-func NonNegative(dst []Session, sessions []Session) []Session {
+func NonNegative(dst []*session.Bound, sessions []*session.Bound) []*session.Bound {
 	for _, s := range sessions {
 		if s.Available() && s.Priority() >= 0 {
 			dst = append(dst, s)
@@ -233,11 +219,22 @@ func NonNegative(dst []Session, sessions []Session) []Session {
 
 // AvailableOnly appends to dst every available session whatever its
 // priority: the targets of presence to a bare JID (RFC 6121 §8.5.2.1.3).
-func AvailableOnly(dst []Session, sessions []Session) []Session {
+func AvailableOnly(dst []*session.Bound, sessions []*session.Bound) []*session.Bound {
 	for _, s := range sessions {
 		if s.Available() {
 			dst = append(dst, s)
 		}
 	}
 	return dst
+}
+
+// BindReplace binds s within limit (as BindLimit) and ends the session it
+// replaced, which had the same full JID, with <conflict/> (RFC 6120
+// §7.7.2.2). It reports whether s was bound.
+func (r *Router) BindReplace(s *session.Bound, limit int) bool {
+	old, ok := r.BindLimit(s, limit)
+	if old != nil {
+		old.Close(stanza.StreamConflict, "replaced by a new session for the same resource")
+	}
+	return ok
 }

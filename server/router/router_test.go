@@ -5,26 +5,26 @@ import (
 	"sync"
 	"testing"
 
+	"roost/server/session"
 	"roost/wire/jid"
+	"roost/wire/stanza"
 )
 
-type fakeSession struct {
-	j         jid.JID
-	available bool
-	prio      int
-}
+// nopTransport takes every stanza and forgets it: the router tests look
+// at the table, not at delivery.
+type nopTransport struct{}
 
-func (f *fakeSession) JID() jid.JID          { return f.j }
-func (f *fakeSession) Available() bool       { return f.available }
-func (f *fakeSession) Priority() int         { return f.prio }
-func (f *fakeSession) Deliver(b []byte) bool { return true }
+func (nopTransport) Push([]byte) bool                     { return true }
+func (nopTransport) Close(stanza.StreamCondition, string) {}
 
-func sess(t testing.TB, s string, available bool, prio int) *fakeSession {
+func sess(t testing.TB, s string, available bool, prio int) *session.Bound {
 	j, err := jid.Parse(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fakeSession{j: j, available: available, prio: prio}
+	b := session.New(j, nopTransport{}, session.Options{})
+	b.SetPresence(available, prio, nil)
+	return b
 }
 
 func TestBindReplaceUnbind(t *testing.T) {
@@ -57,14 +57,14 @@ func TestBindReplaceUnbind(t *testing.T) {
 }
 
 func TestDeliveryChoice(t *testing.T) {
-	all := []Session{
+	all := []*session.Bound{
 		sess(t, "b@x/low", true, 1),
 		sess(t, "b@x/high1", true, 10),
 		sess(t, "b@x/high2", true, 10),
 		sess(t, "b@x/neg", true, -1),
 		sess(t, "b@x/quiet", false, 50),
 	}
-	names := func(ss []Session) string {
+	names := func(ss []*session.Bound) string {
 		out := ""
 		for _, s := range ss {
 			out += s.JID().Resource() + " "
@@ -73,7 +73,7 @@ func TestDeliveryChoice(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		got  []Session
+		got  []*session.Bound
 		want string
 	}{
 		{"message to bare: highest non-negative priority", Best(nil, all), "high1 high2 "},
@@ -86,7 +86,7 @@ func TestDeliveryChoice(t *testing.T) {
 		}
 	}
 	if n := testing.AllocsPerRun(100, func() {
-		var buf [8]Session
+		var buf [8]*session.Bound
 		Best(buf[:0], all)
 	}); n != 0 {
 		t.Errorf("Best allocates %v", n)

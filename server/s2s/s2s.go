@@ -32,7 +32,7 @@ import (
 
 // Namespaces of a server stream.
 const (
-	NSServer   = "jabber:server"
+	NSServer   = stanza.NSServer
 	NSDialback = "jabber:server:dialback"
 	nsTLS      = "urn:ietf:params:xml:ns:xmpp-tls"
 	nsStream   = "http://etherx.jabber.org/streams"

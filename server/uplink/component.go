@@ -30,7 +30,7 @@ import (
 )
 
 // NS is the content namespace of a component stream.
-const NS = "jabber:component:accept"
+const NS = stanza.NSComponent
 
 // Config is the uplink.component section of the configuration.
 type Config struct {

@@ -1,15 +1,17 @@
-package server
+package route
 
 import (
-	"context"
+	"fmt"
 	"io"
 	"log/slog"
-	"os"
+	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"roost/server/s2s"
+	"roost/server/im"
+	"roost/server/router"
+	"roost/storage"
+
 	"roost/tests/xmlcheck"
 	"roost/wire/stanza"
 	"roost/wire/xmlscan"
@@ -27,38 +29,34 @@ func remoteStanza(t *testing.T, el string) *stanza.Stanza {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, ok := stanza.Parse(&tok, s2s.NSServer)
+	st, ok := stanza.Parse(&tok, stanza.NSServer)
 	if !ok {
 		t.Fatalf("not a stanza: %s", el)
 	}
 	return &st
 }
 
+// newService is a routing service over a real store in a temporary
+// directory, for domain localhost.
+func newService(t *testing.T) *Service {
+	t.Helper()
+	st, err := storage.Open(filepath.Join(t.TempDir(), "roost.db"), storage.Options{ScramIterations: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rt := router.New()
+	return &Service{Domain: "localhost", AcceptFrom: "owners", Store: st, Router: rt, Log: log,
+		IM: &im.Service{Domain: "localhost", Store: st, Router: rt, Log: log, RosterLimit: 1000, OfflineQuota: 100}}
+}
+
 // fromRemote is the second line behind the uplink and s2s checks: a
 // stanza whose prepared from is our own domain, or whose to is not ours
 // or not a JID, is never routed (issue 12, item 1).
 func TestFromRemoteRefusesOwnDomain(t *testing.T) {
-	defaults, err := os.ReadFile("../config.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := LoadConfig(defaults, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DataDir = t.TempDir()
-	cfg.Listen.C2S, cfg.Listen.C2STLS = "127.0.0.1:0", ""
-	cfg.Listen.DTLS = ""
-	s := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
-	if err := s.Store().AddUser("alice", "secret"); err != nil {
+	s := newService(t)
+	if err := s.Store.AddUser("alice", "secret"); err != nil {
 		t.Fatal(err)
 	}
 	set := func(from, to, item string) {
@@ -69,7 +67,7 @@ func TestFromRemoteRefusesOwnDomain(t *testing.T) {
 	}
 	set("alice@localhost/x", "alice@LOCALHOST.", "mallory2@evil.test")
 	set("a@b@c", "alice@localhost", "mallory3@evil.test")
-	if items, _, err := s.Store().Roster("alice"); err != nil || len(items) != 0 {
+	if items, _, err := s.Store.Roster("alice"); err != nil || len(items) != 0 {
 		t.Fatalf("a stanza from our own domain reached the roster: %+v %v", items, err)
 	}
 }
@@ -96,5 +94,52 @@ func TestForwardFromRemoteRedeclaresPrefixes(t *testing.T) {
 		if !strings.Contains(out, "xmlns:x='urn:example:x'") || strings.Contains(out, "jabber:server") || !strings.Contains(out, "from='bob@remote.test/r'") {
 			t.Errorf("%s\n -> %s", el, out)
 		}
+	}
+}
+
+// Inbound subscription requests waiting for one account's answer are
+// bounded (limits.pending_subscriptions, 100 by default): a peer on
+// another domain cannot grow the store without end; requests beyond the
+// bound are dropped.
+func TestPendingSubscriptionsBounded(t *testing.T) {
+	ts := newService(t)
+	if err := ts.Store.AddUser("bob", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	limit := ts.IM.PendingSubscriptions
+	if limit <= 0 {
+		limit = im.DefaultPendingSubscriptions
+	}
+	header := "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>"
+	var in strings.Builder
+	in.WriteString(header)
+	for i := 0; i < limit+20; i++ {
+		fmt.Fprintf(&in, "<presence type='subscribe' from='u%d@remote.example' to='bob@localhost'/>", i)
+	}
+	sc := xmlscan.New(strings.NewReader(in.String()), xmlscan.Limits{})
+	if _, err := sc.Next(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < limit+20; i++ {
+		tok, err := sc.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, ok := stanza.Parse(&tok, "jabber:server")
+		if !ok {
+			t.Fatal("not a stanza")
+		}
+		ts.FromRemote(&st) // synchronous: the store is written on return
+	}
+	var n int
+	err := ts.Store.View(func(tx *storage.Tx) (err error) {
+		n, err = tx.PendingInCount("bob")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != limit {
+		t.Fatalf("%d pending requests stored, want the bound %d", n, limit)
 	}
 }

@@ -1,12 +1,13 @@
-package server
+package route
 
 import (
 	"bytes"
+	"roost/server/session"
 
-	"roost/server/c2s"
 	"roost/server/im"
 	"roost/server/router"
 	"roost/wire/jid"
+	"roost/wire/outq"
 	"roost/wire/stanza"
 )
 
@@ -48,22 +49,27 @@ func resolveTo(raw []byte) (t target, ok bool) {
 	return t, true
 }
 
-// Stanza implements c2s.Handler for client streams.
-func (s *Server) Stanza(sess *c2s.Session, st *stanza.Stanza, stamped []byte) {
+// Stanza implements session.Host: a stanza from a bound session of any
+// transport.
+func (s *Service) Stanza(sess *session.Bound, st *stanza.Stanza, stamped []byte) {
 	s.Route(sess, st, stamped)
 }
+
+// Closed implements session.Host: presence goes unavailable for a
+// session that ended for any reason.
+func (s *Service) Closed(sess *session.Bound) { s.IM.Closed(sess) }
 
 // Route applies RFC 6120 §8 and RFC 6121 §8 to one stanza from a bound
 // session of any transport. stamped is the stanza with from set to the
 // session's full JID.
-func (s *Server) Route(sess im.Session, st *stanza.Stanza, stamped []byte) {
+func (s *Service) Route(sess session.Peer, st *stanza.Stanza, stamped []byte) {
 	if st.Kind == stanza.IQ && !s.validIQ(sess, st) {
 		return
 	}
 	if st.To == nil {
 		switch st.Kind {
 		case stanza.Presence:
-			s.ownPresence(sess, st, stamped)
+			s.IM.OwnPresence(sess, st, stamped)
 		case stanza.IQ:
 			s.serverIQ(sess, st)
 		case stanza.Message:
@@ -79,7 +85,7 @@ func (s *Server) Route(sess im.Session, st *stanza.Stanza, stamped []byte) {
 		s.bounce(sess, st, stanza.JIDMalformed, "the 'to' address is not a valid JID")
 		return
 	}
-	if string(t.domain) != s.cfg.Domain {
+	if string(t.domain) != s.Domain {
 		s.toRemote(sess, st, stamped, t)
 		return
 	}
@@ -93,7 +99,7 @@ func (s *Server) Route(sess im.Session, st *stanza.Stanza, stamped []byte) {
 		}
 		return
 	}
-	sessions := s.router.Sessions(t.bare)
+	sessions := s.Router.Sessions(t.bare)
 	if len(sessions) == 0 && !s.userExists(t.local) {
 		// RFC 6121 §8.5.1: no such account. A subscription request
 		// is answered with unsubscribed (§3.1.3), other presence dropped.
@@ -101,7 +107,7 @@ func (s *Server) Route(sess im.Session, st *stanza.Stanza, stamped []byte) {
 		case st.Kind != stanza.Presence:
 			s.bounce(sess, st, stanza.ServiceUnavailable, "")
 		case string(st.Type) == "subscribe" && len(t.resource) == 0:
-			s.im.Subscription(sess, st, t.bare)
+			s.IM.Subscription(sess, st, t.bare)
 		}
 		return
 	}
@@ -114,14 +120,14 @@ func (s *Server) Route(sess im.Session, st *stanza.Stanza, stamped []byte) {
 }
 
 // toFull delivers to a full JID of a local account (RFC 6121 §8.5.3).
-func (s *Server) toFull(sess im.Session, st *stanza.Stanza, stamped []byte, t target, sessions []router.Session) {
+func (s *Service) toFull(sess session.Peer, st *stanza.Stanza, stamped []byte, t target, sessions []*session.Bound) {
 	for _, r := range sessions {
 		if r.JID().Resource() == string(t.resource) {
 			if st.Kind == stanza.IQ && !s.mayRequest(sess, st, r) {
 				s.bounce(sess, st, stanza.Forbidden, "this device takes requests only from the accounts devices.accept_from allows")
 				return
 			}
-			if st.Kind == stanza.Presence && isDirected(st.Type) && !s.im.AddDirected(sess, r.JID(), len(st.Type) == 0) {
+			if st.Kind == stanza.Presence && isDirected(st.Type) && !s.IM.AddDirected(sess, r.JID(), len(st.Type) == 0) {
 				s.bounce(sess, st, stanza.ResourceConstraint, directedFullText)
 				return
 			}
@@ -148,12 +154,12 @@ func (s *Server) toFull(sess im.Session, st *stanza.Stanza, stamped []byte, t ta
 
 // toBare delivers to a local account's bare JID (RFC 6121 §8.5.2). own is
 // set when the account is the sender's.
-func (s *Server) toBare(sess im.Session, st *stanza.Stanza, stamped []byte, bare []byte, own bool) {
-	var buf [8]router.Session
-	sessions := s.router.Sessions(bare)
+func (s *Service) toBare(sess session.Peer, st *stanza.Stanza, stamped []byte, bare []byte, own bool) {
+	var buf [8]*session.Bound
+	sessions := s.Router.Sessions(bare)
 	switch st.Kind {
 	case stanza.Message:
-		var targets []router.Session
+		var targets []*session.Bound
 		switch string(st.Type) {
 		case "error":
 			return
@@ -173,15 +179,15 @@ func (s *Server) toBare(sess im.Session, st *stanza.Stanza, stamped []byte, bare
 		// while the stanza was routed): keep it rather than lose it.
 		if !delivered && string(st.Type) != "headline" {
 			local, _, _, _ := jid.Split(bare)
-			s.im.StoreOffline(sess, st, stamped, string(local))
+			s.IM.StoreOffline(sess, st, stamped, string(local))
 		}
 	case stanza.Presence:
 		if !isDirected(st.Type) {
-			s.im.Subscription(sess, st, bare)
+			s.IM.Subscription(sess, st, bare)
 			return
 		}
 		if !own {
-			if j, err := jid.ParseBytes(bare); err == nil && !s.im.AddDirected(sess, j, len(st.Type) == 0) {
+			if j, err := jid.ParseBytes(bare); err == nil && !s.IM.AddDirected(sess, j, len(st.Type) == 0) {
 				s.bounce(sess, st, stanza.ResourceConstraint, directedFullText)
 				return
 			}
@@ -220,7 +226,7 @@ func isDirected(typ []byte) bool {
 
 // validIQ checks the iq rules of RFC 6120 §8.2.3: an id, a known type,
 // and exactly one child for get and set. It answers bad-request otherwise.
-func (s *Server) validIQ(sess im.Session, st *stanza.Stanza) bool {
+func (s *Service) validIQ(sess session.Peer, st *stanza.Stanza) bool {
 	switch string(st.Type) {
 	case "get", "set":
 		if len(st.ID) == 0 || st.Tok.Children != 1 {
@@ -240,48 +246,43 @@ func (s *Server) validIQ(sess im.Session, st *stanza.Stanza) bool {
 
 // bounce answers a stanza with an error (RFC 6120 §8.3), except that an
 // error is never answered with an error, nor an iq result.
-func (s *Server) bounce(sess im.Session, st *stanza.Stanza, cond stanza.Condition, text string) {
+func (s *Service) bounce(sess session.Peer, st *stanza.Stanza, cond stanza.Condition, text string) {
 	if string(st.Type) == "error" || (st.Kind == stanza.IQ && string(st.Type) == "result") {
 		return
 	}
-	from := stanza.ReplyFrom(st, s.cfg.Domain)
-	buf := getScratch()
+	from := stanza.ReplyFrom(st, s.Domain)
+	buf := outq.GetBuf()
 	*buf = stanza.AppendError((*buf)[:0], st, sess.JID().String(), from, cond, text)
 	sess.Deliver(*buf)
-	putScratch(buf)
+	outq.PutBuf(buf)
 }
 
-func (s *Server) userExists(local []byte) bool {
-	ok, err := s.store.UserExists(string(local))
+func (s *Service) userExists(local []byte) bool {
+	ok, err := s.Store.UserExists(string(local))
 	if err != nil {
-		s.log.Error("store: user lookup failed", "err", err)
+		s.Log.Error("store: user lookup failed", "err", err)
 		return false
 	}
 	return ok
 }
 
-// limited is a session that takes stanzas only up to a size: a DTLS
-// device, whose stanzas must each fit one datagram.
-type limited interface {
-	MaxStanzaBytes() int
-}
 
 // mayRequest applies devices.accept_from (issue 12 item 4): an iq
 // request (get or set, such as an XEP-0050 command) reaches a device only
 // from its owners ("owners", the default), from its owners and the
 // contacts its roster gives a subscription from ("contacts"), or from
 // anyone ("anyone"). Responses (result, error) always pass, as do requests
-// between the device's own resources. A device session is one that takes
-// stanzas in datagrams (limited); any other target costs one type check.
+// between the device's own resources. Only a device session is checked;
+// any other target costs one field read.
 // A store failure refuses the request (fail closed).
-func (s *Server) mayRequest(sess im.Session, st *stanza.Stanza, r router.Session) bool {
+func (s *Service) mayRequest(sess session.Peer, st *stanza.Stanza, r *session.Bound) bool {
 	if t := string(st.Type); t != "get" && t != "set" {
 		return true
 	}
-	if _, ok := r.(limited); !ok {
+	if !r.Device() {
 		return true
 	}
-	mode := s.cfg.Devices.AcceptFrom
+	mode := s.AcceptFrom
 	if mode == "anyone" {
 		return true
 	}
@@ -290,9 +291,9 @@ func (s *Server) mayRequest(sess im.Session, st *stanza.Stanza, r router.Session
 	if sender == device.Bare() {
 		return true
 	}
-	d, err := s.store.Device(device.Local())
+	d, err := s.Store.Device(device.Local())
 	if err != nil {
-		s.log.Warn("devices: cannot read the device record; refusing the request", "device", device.Bare().String(), "err", err)
+		s.Log.Warn("devices: cannot read the device record; refusing the request", "device", device.Bare().String(), "err", err)
 		return false
 	}
 	from := sender.String()
@@ -304,9 +305,9 @@ func (s *Server) mayRequest(sess im.Session, st *stanza.Stanza, r router.Session
 	if mode != "contacts" {
 		return false
 	}
-	it, found, err := s.store.RosterItem(device.Local(), from)
+	it, found, err := s.Store.RosterItem(device.Local(), from)
 	if err != nil {
-		s.log.Warn("devices: cannot read the device's roster; refusing the request", "device", device.Bare().String(), "err", err)
+		s.Log.Warn("devices: cannot read the device's roster; refusing the request", "device", device.Bare().String(), "err", err)
 		return false
 	}
 	return found && (it.Subscription == "from" || it.Subscription == "both")
@@ -316,8 +317,8 @@ func (s *Server) mayRequest(sess im.Session, st *stanza.Stanza, r router.Session
 // cannot take a stanza that large (issue 5: no IP fragmentation).
 // It reports whether the stanza was taken (or answered with an error),
 // false only when the recipient is closing.
-func (s *Server) deliver(sess im.Session, st *stanza.Stanza, r router.Session, stamped []byte) bool {
-	if l, ok := r.(limited); ok && len(stamped) > l.MaxStanzaBytes() {
+func (s *Service) deliver(sess session.Peer, st *stanza.Stanza, r *session.Bound, stamped []byte) bool {
+	if max := r.MaxStanzaBytes(); max > 0 && len(stamped) > max {
 		s.bounce(sess, st, stanza.ResourceConstraint, "too large for the recipient's datagram size")
 		return true
 	}

@@ -1,4 +1,4 @@
-package im
+package session
 
 import (
 	"sync"
@@ -7,10 +7,10 @@ import (
 	"roost/wire/jid"
 )
 
-// State is the presence and roster-interest state every kind of session
-// carries (client stream, DTLS device). Embedding it gives a session the
-// Session methods below; it lives in memory only. The zero value is an
-// unavailable session.
+// State is the presence and roster-interest state of a bound session
+// (RFC 6121 §4: available or not, priority, the presence to answer probes
+// with, directed presence). It lives in memory only: presence never
+// writes the store. The zero value is an unavailable session.
 type State struct {
 	available atomic.Bool
 	priority  atomic.Int32

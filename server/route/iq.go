@@ -1,11 +1,13 @@
-package server
+package route
 
 import (
 	"encoding/xml"
+	"roost/server/session"
 	"runtime"
 
 	"roost/server/im"
 	"roost/wire/jid"
+	"roost/wire/outq"
 	"roost/wire/stanza"
 )
 
@@ -20,26 +22,26 @@ const (
 
 // iqHandler answers one iq get or set addressed to the server (or, for
 // the account's own namespaces, to the user's own bare JID).
-type iqHandler func(s *Server, sess im.Session, st *stanza.Stanza)
+type iqHandler func(s *Service, sess session.Peer, st *stanza.Stanza)
 
 // iqHandlers is the feature list: every namespace the server answers,
 // keyed by the namespace of the iq's child element. Anything else gets
 // service-unavailable (RFC 6120 §8.4). disco#info advertises exactly
 // these.
 var iqHandlers = map[string]iqHandler{
-	nsDiscoInfo:  (*Server).discoInfo,
-	nsDiscoItems: (*Server).discoItems,
-	nsPing:       (*Server).ping,
-	nsVersion:    (*Server).version,
-	nsSession:    (*Server).session,
-	im.NSRoster:  (*Server).roster,
+	nsDiscoInfo:  (*Service).discoInfo,
+	nsDiscoItems: (*Service).discoItems,
+	nsPing:       (*Service).ping,
+	nsVersion:    (*Service).version,
+	nsSession:    (*Service).session,
+	im.NSRoster:  (*Service).roster,
 }
 
 // discoFeatures is what disco#info lists, in a fixed order.
 var discoFeatures = []string{nsDiscoInfo, nsDiscoItems, nsPing, nsVersion, im.NSRoster}
 
 // serverIQ dispatches an iq for the server itself.
-func (s *Server) serverIQ(sess im.Session, st *stanza.Stanza) {
+func (s *Service) serverIQ(sess session.Peer, st *stanza.Stanza) {
 	if t := string(st.Type); t == "result" || t == "error" {
 		return // answers to server-sent iqs (roster pushes): nothing to do
 	}
@@ -52,19 +54,19 @@ func (s *Server) serverIQ(sess im.Session, st *stanza.Stanza) {
 }
 
 // result answers st with an iq result carrying payload (nil for none).
-func (s *Server) result(sess im.Session, st *stanza.Stanza, payload []byte) {
-	from := stanza.ReplyFrom(st, s.cfg.Domain)
-	buf := getScratch()
+func (s *Service) result(sess session.Peer, st *stanza.Stanza, payload []byte) {
+	from := stanza.ReplyFrom(st, s.Domain)
+	buf := outq.GetBuf()
 	*buf = stanza.AppendIQResult((*buf)[:0], st.ID, sess.JID().String(), from, payload)
 	sess.Deliver(*buf)
-	putScratch(buf)
+	outq.PutBuf(buf)
 }
 
 type discoQuery struct {
 	Node string `xml:"node,attr"`
 }
 
-func (s *Server) discoQuery(sess im.Session, st *stanza.Stanza) (node string, ok bool) {
+func (s *Service) discoQuery(sess session.Peer, st *stanza.Stanza) (node string, ok bool) {
 	if string(st.Type) != "get" {
 		s.bounce(sess, st, stanza.BadRequest, "disco queries are type='get'")
 		return "", false
@@ -81,7 +83,7 @@ func (s *Server) discoQuery(sess im.Session, st *stanza.Stanza) (node string, ok
 
 // discoInfo answers XEP-0030 disco#info for the server: its identity and
 // the namespaces in iqHandlers.
-func (s *Server) discoInfo(sess im.Session, st *stanza.Stanza) {
+func (s *Service) discoInfo(sess session.Peer, st *stanza.Stanza) {
 	node, ok := s.discoQuery(sess, st)
 	if !ok {
 		return
@@ -101,7 +103,7 @@ func (s *Server) discoInfo(sess im.Session, st *stanza.Stanza) {
 }
 
 // discoItems answers XEP-0030 disco#items: the server has no items yet.
-func (s *Server) discoItems(sess im.Session, st *stanza.Stanza) {
+func (s *Service) discoItems(sess session.Peer, st *stanza.Stanza) {
 	node, ok := s.discoQuery(sess, st)
 	if !ok {
 		return
@@ -114,7 +116,7 @@ func (s *Server) discoItems(sess im.Session, st *stanza.Stanza) {
 }
 
 // ping answers XEP-0199.
-func (s *Server) ping(sess im.Session, st *stanza.Stanza) {
+func (s *Service) ping(sess session.Peer, st *stanza.Stanza) {
 	if string(st.Type) != "get" {
 		s.bounce(sess, st, stanza.BadRequest, "")
 		return
@@ -124,26 +126,26 @@ func (s *Server) ping(sess im.Session, st *stanza.Stanza) {
 
 // version answers XEP-0092 with the software name and version; the
 // operating system is left out (XEP-0092 §5: it helps attackers).
-func (s *Server) version(sess im.Session, st *stanza.Stanza) {
+func (s *Service) version(sess session.Peer, st *stanza.Stanza) {
 	if string(st.Type) != "get" {
 		s.bounce(sess, st, stanza.BadRequest, "")
 		return
 	}
 	b := append([]byte(nil), "<query xmlns='jabber:iq:version'><name>Roost</name><version>"...)
-	b = stanza.AppendEscaped(b, Version+" ("+runtime.Version()+")")
+	b = stanza.AppendEscaped(b, s.Version+" ("+runtime.Version()+")")
 	b = append(b, "</version></query>"...)
 	s.result(sess, st, b)
 }
 
 // session answers the RFC 3921 session establishment iq that old clients
 // still send; RFC 6121 made it a no-op.
-func (s *Server) session(sess im.Session, st *stanza.Stanza) {
+func (s *Service) session(sess session.Peer, st *stanza.Stanza) {
 	s.result(sess, st, nil)
 }
 
 // roster passes roster queries on the user's own account to im; a roster
 // query to anyone else's JID is forbidden (RFC 6121 §2.1.5).
-func (s *Server) roster(sess im.Session, st *stanza.Stanza) {
+func (s *Service) roster(sess session.Peer, st *stanza.Stanza) {
 	if st.To != nil {
 		t, ok := resolveTo(st.To)
 		if !ok || string(t.bare) != sess.JID().Bare().String() {
@@ -151,21 +153,21 @@ func (s *Server) roster(sess im.Session, st *stanza.Stanza) {
 			return
 		}
 	}
-	s.im.RosterIQ(sess, st)
+	s.IM.RosterIQ(sess, st)
 }
 
 // accountDisco answers XEP-0030 queries to a user's bare JID on the
 // account's behalf: to the user and to contacts subscribed to the user's
 // presence; anyone else learns nothing (service-unavailable, as for a
 // JID that does not exist).
-func (s *Server) accountDisco(sess im.Session, st *stanza.Stanza, bare []byte, own bool) {
+func (s *Service) accountDisco(sess session.Peer, st *stanza.Stanza, bare []byte, own bool) {
 	if string(st.Type) != "get" {
 		s.bounce(sess, st, stanza.BadRequest, "")
 		return
 	}
 	if !own {
 		local, _, _, _ := jid.Split(bare)
-		it, found, err := s.store.RosterItem(string(local), sess.JID().Bare().String())
+		it, found, err := s.Store.RosterItem(string(local), sess.JID().Bare().String())
 		if err != nil || !found || (it.Subscription != "from" && it.Subscription != "both") {
 			s.bounce(sess, st, stanza.ServiceUnavailable, "")
 			return
