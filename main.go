@@ -14,16 +14,13 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	_ "embed"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -31,7 +28,6 @@ import (
 	osuser "os/user"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +38,7 @@ import (
 	"roost/devices"
 	"roost/devices/simulator"
 	"roost/server"
+	"roost/server/admin"
 	"roost/server/control"
 	"roost/server/logrepeat"
 	"roost/server/sysservice"
@@ -323,37 +320,11 @@ func cmdUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// administer runs req on the store directly, or through the running
-// server's control socket when the server holds the store. via says which.
+// administer runs req on cfg's store, directly or through the running
+// server (admin.Run); via says which.
 func administer(cfg *server.Config, req control.Request) (control.Response, string, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return control.Response{}, "", fmt.Errorf("create data_dir %s: %w", cfg.DataDir, err)
-	}
-	path := server.StorePath(cfg)
-	sock := server.ControlPath(cfg)
-	// The store is locked either by the running server (ask it over its
-	// control socket) or, briefly, by another admin command (wait for it).
-	deadline := time.Now().Add(10 * time.Second)
-	var st *storage.Store
-	for {
-		var err error
-		st, err = storage.Open(path, storage.Options{ScramIterations: cfg.ScramIterations, Timeout: 300 * time.Millisecond})
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, storage.ErrLocked) {
-			return control.Response{}, "", err
-		}
-		resp, cerr := control.Call(sock, req)
-		if cerr == nil {
-			return resp, "through the running server at " + sock, nil
-		}
-		if time.Now().After(deadline) {
-			return resp, "", fmt.Errorf("the store %s stayed in use for 10 s, and no running server answered on %s: %w", path, sock, cerr)
-		}
-	}
-	defer st.Close()
-	return server.Admin{Store: st, Domain: cfg.Domain, DeviceOwners: cfg.Devices.Owners}.Do(req), "store " + path, nil
+	return admin.Run(server.StorePath(cfg), server.ControlPath(cfg), storage.Options{ScramIterations: cfg.ScramIterations},
+		admin.Admin{Domain: cfg.Domain, DeviceOwners: cfg.Devices.Owners}, req)
 }
 
 // readPassword reads one line: from a terminal without echo and twice to
@@ -507,7 +478,7 @@ func cmdService(op string, args []string, stdout io.Writer) error {
 			return fmt.Errorf("install: no account %q: create it first, for example: useradd --system --home-dir %s --shell /usr/sbin/nologin %s", *user, sysservice.DefaultDataDir(), *user)
 		}
 	}
-	created, err := writeServiceConfig(abs, owner)
+	created, err := sysservice.WriteConfig(abs, defaultConfig, owner)
 	if err != nil {
 		return err
 	}
@@ -522,7 +493,7 @@ func cmdService(op string, args []string, stdout io.Writer) error {
 		return fmt.Errorf("install: data directory %s: %w", cfg.DataDir, err)
 	}
 	if owner != nil && runtime.GOOS != "windows" {
-		if err := chownTree(cfg.DataDir, owner); err != nil {
+		if err := sysservice.ChownTree(cfg.DataDir, owner); err != nil {
 			return fmt.Errorf("install: give %s to %s: %w", cfg.DataDir, owner.Username, err)
 		}
 	}
@@ -538,44 +509,6 @@ func cmdService(op string, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "installed the %s service (%s): %s %s, data in %s\nstart it with: roost start\n", sysservice.Name, m.Platform(), how, abs, cfg.DataDir)
 	return nil
-}
-
-// writeServiceConfig writes the embedded default config with the
-// service's data directory to path unless a file is already there.
-func writeServiceConfig(path string, owner *osuser.User) (bool, error) {
-	if _, err := os.Stat(path); err == nil {
-		return false, nil
-	}
-	dir, _ := json.Marshal(sysservice.DefaultDataDir())
-	body := bytes.Replace(defaultConfig, []byte(`"data_dir": "roost-data"`), append([]byte(`"data_dir": `), dir...), 1)
-	if bytes.Equal(body, defaultConfig) {
-		return false, errors.New("install: the embedded config has no data_dir line to set (a build error)")
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return false, fmt.Errorf("install: config directory: %w", err)
-	}
-	if err := os.WriteFile(path, body, 0o640); err != nil {
-		return false, fmt.Errorf("install: write %s: %w", path, err)
-	}
-	if owner != nil && runtime.GOOS != "windows" {
-		// root owns it; the service's group may read it.
-		gid, _ := strconv.Atoi(owner.Gid)
-		if err := os.Chown(path, 0, gid); err != nil {
-			return true, fmt.Errorf("install: chown %s: %w", path, err)
-		}
-	}
-	return true, nil
-}
-
-func chownTree(dir string, owner *osuser.User) error {
-	uid, _ := strconv.Atoi(owner.Uid)
-	gid, _ := strconv.Atoi(owner.Gid)
-	return filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, uid, gid)
-	})
 }
 
 func cmdStatus(args []string, stdout io.Writer) error {

@@ -266,7 +266,7 @@ func TestInstallWithoutServiceManager(t *testing.T) {
 // directory, written once and never overwritten.
 func TestWriteServiceConfig(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "etc", "roost", "config.json")
-	created, err := writeServiceConfig(path, nil)
+	created, err := sysservice.WriteConfig(path, defaultConfig, nil)
 	if err != nil || !created {
 		t.Fatalf("%v %v", created, err)
 	}
@@ -275,7 +275,7 @@ func TestWriteServiceConfig(t *testing.T) {
 		t.Fatalf("%+v %v", cfg, err)
 	}
 	os.WriteFile(path, []byte(`{"domain": "gw1.example.org"}`), 0o640)
-	if created, err := writeServiceConfig(path, nil); err != nil || created {
+	if created, err := sysservice.WriteConfig(path, defaultConfig, nil); err != nil || created {
 		t.Fatalf("overwrote an existing config: %v %v", created, err)
 	}
 	if b, _ := os.ReadFile(path); string(b) != `{"domain": "gw1.example.org"}` {

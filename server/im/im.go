@@ -7,7 +7,6 @@ package im
 import (
 	"log/slog"
 	"roost/server/session"
-	"sync"
 
 	"roost/server/router"
 	"roost/storage"
@@ -74,12 +73,7 @@ func (m *Service) isRemote(j string) bool {
 	return m.Remote != nil && jid.DomainOf(j) != m.Domain
 }
 
-var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-
 // reply sends the error for st back to sess.
 func (m *Service) reply(sess session.Peer, st *stanza.Stanza, cond stanza.Condition, text string) {
-	b := scratch.Get().(*[]byte)
-	*b = stanza.AppendError((*b)[:0], st, sess.JID().String(), stanza.ReplyFrom(st, m.Domain), cond, text)
-	sess.Deliver(*b)
-	scratch.Put(b)
+	session.Bounce(sess, st, m.Domain, cond, text)
 }

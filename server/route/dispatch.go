@@ -7,7 +7,6 @@ import (
 	"roost/server/im"
 	"roost/server/router"
 	"roost/wire/jid"
-	"roost/wire/outq"
 	"roost/wire/stanza"
 )
 
@@ -247,14 +246,7 @@ func (s *Service) validIQ(sess session.Peer, st *stanza.Stanza) bool {
 // bounce answers a stanza with an error (RFC 6120 §8.3), except that an
 // error is never answered with an error, nor an iq result.
 func (s *Service) bounce(sess session.Peer, st *stanza.Stanza, cond stanza.Condition, text string) {
-	if string(st.Type) == "error" || (st.Kind == stanza.IQ && string(st.Type) == "result") {
-		return
-	}
-	from := stanza.ReplyFrom(st, s.Domain)
-	buf := outq.GetBuf()
-	*buf = stanza.AppendError((*buf)[:0], st, sess.JID().String(), from, cond, text)
-	sess.Deliver(*buf)
-	outq.PutBuf(buf)
+	session.Bounce(sess, st, s.Domain, cond, text)
 }
 
 func (s *Service) userExists(local []byte) bool {
@@ -265,7 +257,6 @@ func (s *Service) userExists(local []byte) bool {
 	}
 	return ok
 }
-
 
 // mayRequest applies devices.accept_from (issue 12 item 4): an iq
 // request (get or set, such as an XEP-0050 command) reaches a device only

@@ -7,7 +7,6 @@ import (
 
 	"roost/server/im"
 	"roost/wire/jid"
-	"roost/wire/outq"
 	"roost/wire/stanza"
 )
 
@@ -55,11 +54,7 @@ func (s *Service) serverIQ(sess session.Peer, st *stanza.Stanza) {
 
 // result answers st with an iq result carrying payload (nil for none).
 func (s *Service) result(sess session.Peer, st *stanza.Stanza, payload []byte) {
-	from := stanza.ReplyFrom(st, s.Domain)
-	buf := outq.GetBuf()
-	*buf = stanza.AppendIQResult((*buf)[:0], st.ID, sess.JID().String(), from, payload)
-	sess.Deliver(*buf)
-	outq.PutBuf(buf)
+	session.Result(sess, st, s.Domain, payload)
 }
 
 type discoQuery struct {

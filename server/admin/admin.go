@@ -1,10 +1,18 @@
-package server
+// Package admin holds the operations an operator runs on accounts and
+// devices (user add/passwd/del/list, device add/del/rekey/list, status,
+// backup). The CLI runs them on the store directly when no server holds
+// it, and a running server answers the same requests over its control
+// socket (Handler), so both paths behave alike.
+package admin
 
 import (
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -105,31 +113,51 @@ func (a Admin) localpart(s string) (string, error) {
 	return j.Local(), nil
 }
 
-func (s *Server) startControl() error {
-	l, err := control.Listen(ControlPath(s.cfg))
-	if err != nil {
-		return err
-	}
-	s.control = l
-	admin := Admin{Store: s.store, Domain: s.cfg.Domain, DeviceOwners: s.cfg.Devices.Owners}
-	started := time.Now()
-	go control.Serve(l, func(req control.Request) control.Response {
-		resp := admin.Do(req)
+// Handler answers control-socket requests for a running server with a.
+// status adds the server's own lines (version, uptime, sessions, links)
+// to a status request. Changes are logged.
+func Handler(a Admin, status func() []string, log *slog.Logger) func(control.Request) control.Response {
+	return func(req control.Request) control.Response {
+		resp := a.Do(req)
 		if req.Op == "status" {
-			resp.Lines = append(resp.Lines,
-				"version "+Version,
-				"domain "+s.cfg.Domain,
-				"up "+time.Since(started).Round(time.Second).String(),
-				fmt.Sprintf("sessions %d", s.router.Count()),
-				"data_dir "+s.cfg.DataDir)
-			resp.Lines = append(resp.Lines, s.RemoteStatus()...)
+			resp.Lines = append(resp.Lines, status()...)
 		}
 		if req.Op != "user.list" && req.Op != "status" && resp.Error == "" {
-			s.log.Info("control: "+req.Op, "jid", req.JID)
+			log.Info("control: "+req.Op, "jid", req.JID)
 		}
 		return resp
-	}, s.log)
-	return nil
+	}
+}
+
+// Run runs req on the store at storePath directly, or through the running
+// server's control socket sock when that server holds the store; via says
+// which. A store that another admin command holds is waited for (10 s).
+func Run(storePath, sock string, opts storage.Options, a Admin, req control.Request) (resp control.Response, via string, err error) {
+	if err := os.MkdirAll(filepath.Dir(storePath), 0o700); err != nil {
+		return control.Response{}, "", fmt.Errorf("create data_dir %s: %w", filepath.Dir(storePath), err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	opts.Timeout = 300 * time.Millisecond
+	var st *storage.Store
+	for {
+		st, err = storage.Open(storePath, opts)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, storage.ErrLocked) {
+			return control.Response{}, "", err
+		}
+		resp, cerr := control.Call(sock, req)
+		if cerr == nil {
+			return resp, "through the running server at " + sock, nil
+		}
+		if time.Now().After(deadline) {
+			return resp, "", fmt.Errorf("the store %s stayed in use for 10 s, and no running server answered on %s: %w", storePath, sock, cerr)
+		}
+	}
+	defer st.Close()
+	a.Store = st
+	return a.Do(req), "store " + storePath, nil
 }
 
 // device runs the device commands.
