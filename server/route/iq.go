@@ -61,30 +61,32 @@ type discoQuery struct {
 	Node string `xml:"node,attr"`
 }
 
-func (s *Service) discoQuery(sess session.Peer, st *stanza.Stanza) (node string, ok bool) {
+// rootDisco checks a XEP-0030 query (a get) for an entity without nodes:
+// it answers bad-request or item-not-found itself and reports whether
+// the caller answers the query.
+func (s *Service) rootDisco(sess session.Peer, st *stanza.Stanza) bool {
 	if string(st.Type) != "get" {
 		s.bounce(sess, st, stanza.BadRequest, "disco queries are type='get'")
-		return "", false
+		return false
 	}
 	var q struct {
 		Query discoQuery `xml:"query"`
 	}
 	if err := xml.Unmarshal(st.Tok.Raw, &q); err != nil {
 		s.bounce(sess, st, stanza.BadRequest, "")
-		return "", false
+		return false
 	}
-	return q.Query.Node, true
+	if q.Query.Node != "" {
+		s.bounce(sess, st, stanza.ItemNotFound, "no such node")
+		return false
+	}
+	return true
 }
 
 // discoInfo answers XEP-0030 disco#info for the server: its identity and
 // the namespaces in iqHandlers.
 func (s *Service) discoInfo(sess session.Peer, st *stanza.Stanza) {
-	node, ok := s.discoQuery(sess, st)
-	if !ok {
-		return
-	}
-	if node != "" {
-		s.bounce(sess, st, stanza.ItemNotFound, "no such node")
+	if !s.rootDisco(sess, st) {
 		return
 	}
 	b := append([]byte(nil), "<query xmlns='http://jabber.org/protocol/disco#info'><identity category='server' type='im' name='Roost'/>"...)
@@ -99,12 +101,7 @@ func (s *Service) discoInfo(sess session.Peer, st *stanza.Stanza) {
 
 // discoItems answers XEP-0030 disco#items: the server has no items yet.
 func (s *Service) discoItems(sess session.Peer, st *stanza.Stanza) {
-	node, ok := s.discoQuery(sess, st)
-	if !ok {
-		return
-	}
-	if node != "" {
-		s.bounce(sess, st, stanza.ItemNotFound, "no such node")
+	if !s.rootDisco(sess, st) {
 		return
 	}
 	s.result(sess, st, []byte("<query xmlns='http://jabber.org/protocol/disco#items'/>"))
@@ -168,10 +165,7 @@ func (s *Service) accountDisco(sess session.Peer, st *stanza.Stanza, bare []byte
 			return
 		}
 	}
-	if node, ok := s.discoQuery(sess, st); !ok {
-		return
-	} else if node != "" {
-		s.bounce(sess, st, stanza.ItemNotFound, "no such node")
+	if !s.rootDisco(sess, st) {
 		return
 	}
 	if string(st.Tok.ChildSpace) == nsDiscoItems {
