@@ -2,6 +2,7 @@ package im
 
 import (
 	"bytes"
+	"roost/server/router"
 	"roost/server/session"
 	"time"
 
@@ -13,7 +14,22 @@ import (
 // has no available resource (XEP-0160), stamped with the time it arrived
 // (XEP-0203). Over the account's quota the sender gets
 // service-unavailable. The write commits before this returns.
+//
+// It runs under the account's lock and looks once more for an available
+// resource first: one that became available since the message was routed
+// (and flushed the store before this message was in it) gets the message
+// now.
 func (m *Service) StoreOffline(sess session.Peer, st *stanza.Stanza, stamped []byte, local string) {
+	unlock := accounts.lock(local)
+	defer unlock()
+	var buf [8]*session.Bound
+	delivered := false
+	for _, r := range router.Best(buf[:0], m.Router.Sessions([]byte(local+"@"+m.Domain))) {
+		delivered = r.Deliver(stamped) || delivered
+	}
+	if delivered {
+		return
+	}
 	b := withDelay(stamped, m.Domain, time.Now())
 	var stored bool
 	err := m.Store.Update(func(tx *storage.Tx) error {
@@ -68,7 +84,7 @@ func (m *Service) deliverOffline(sess session.Peer) {
 	}
 	done := make([]uint64, 0, len(msgs))
 	for _, msg := range msgs {
-		if !sess.Deliver(msg.Stanza) {
+		if !deliverRequested(sess, msg.Stanza) {
 			break
 		}
 		done = append(done, msg.Seq)
@@ -90,4 +106,18 @@ func (m *Service) redeliverPending(sess session.Peer) {
 	for _, p := range pending {
 		sess.Deliver(p.Stanza)
 	}
+}
+
+// requested is a session that takes bytes its client asked for (the
+// offline flush, a roster) paced by its queue's free space instead of
+// counting them as slow reading (session.Bound.DeliverRequested).
+type requested interface{ DeliverRequested(b []byte) bool }
+
+// deliverRequested queues b, which sess's client asked for: the server
+// never drops a client for what that client requested (issue 14).
+func deliverRequested(sess session.Peer, b []byte) bool {
+	if r, ok := sess.(requested); ok {
+		return r.DeliverRequested(b)
+	}
+	return sess.Deliver(b)
 }

@@ -29,7 +29,9 @@ func (m *Service) OwnPresence(sess session.Peer, st *stanza.Stanza, stamped []by
 			m.reply(sess, st, stanza.BadRequest, "priority must be from -128 to 127")
 			return
 		}
+		unlock := accounts.lock(sess.JID().Local())
 		initial := sess.SetPresence(true, p.Priority, stamped)
+		unlock()
 		m.broadcast(sess, stamped, false)
 		if initial {
 			m.probeContacts(sess)

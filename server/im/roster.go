@@ -78,7 +78,7 @@ func (m *Service) rosterGet(sess session.Peer, st *stanza.Stanza, user string, c
 		payload = appendItem(payload, it)
 	}
 	payload = append(payload, "</query>"...)
-	sess.Deliver(stanza.AppendIQResult(nil, st.ID, to, "", payload))
+	deliverRequested(sess, stanza.AppendIQResult(nil, st.ID, to, "", payload))
 }
 
 func (m *Service) rosterSet(sess session.Peer, st *stanza.Stanza, user string, items []rosterItem) {

@@ -133,21 +133,24 @@ func (l *Link) setState(state, errText string) {
 func (l *Link) Send(kind stanza.Kind, b []byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.q == nil {
-		switch kind {
-		case stanza.Message:
-			if len(l.queue) >= l.cfg.QueueMessages || l.queued+len(b) > l.cfg.QueueBytes {
-				return ErrQueueFull
-			}
-			l.queue = append(l.queue, append([]byte(nil), b...))
-			l.queued += len(b)
+	if l.q != nil {
+		if l.q.Push(b) {
 			return nil
-		case stanza.IQ:
-			return ErrDown
 		}
-		return nil
+		// The link's writer is closing (the stream failed under us):
+		// treat the stanza as sent while down rather than drop it.
 	}
-	l.q.Push(b)
+	switch kind {
+	case stanza.Message:
+		if len(l.queue) >= l.cfg.QueueMessages || l.queued+len(b) > l.cfg.QueueBytes {
+			return ErrQueueFull
+		}
+		l.queue = append(l.queue, append([]byte(nil), b...))
+		l.queued += len(b)
+		return nil
+	case stanza.IQ:
+		return ErrDown
+	}
 	return nil
 }
 

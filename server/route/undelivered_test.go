@@ -1,0 +1,93 @@
+package route
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	"roost/server/session"
+	"roost/storage"
+	"roost/wire/jid"
+	"roost/wire/stanza"
+)
+
+// recorder is a transport that keeps what it was given.
+type recorder struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (r *recorder) Push(b []byte) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, string(b))
+	return true
+}
+
+func (r *recorder) Close(stanza.StreamCondition, string) {}
+
+func (r *recorder) all() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.got, "\n")
+}
+
+func bind(t *testing.T, s *Service, full string, available bool) (*session.Bound, *recorder) {
+	t.Helper()
+	j, err := jid.Parse(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	b := session.New(j, rec, session.Options{})
+	if available {
+		b.SetPresence(true, 0, []byte("<presence/>"))
+	}
+	s.Router.BindReplace(b, 0)
+	return b, rec
+}
+
+// What a session that ended for good still held is not lost: a chat
+// message goes to the account's other resource, or offline with none; an
+// iq request is answered to its sender with service-unavailable;
+// presence is dropped (issue 14).
+func TestUndelivered(t *testing.T) {
+	s := newService(t)
+	for _, u := range []string{"alice", "bob"} {
+		if err := s.Store.AddUser(u, "pw"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone, _ := bind(t, s, "alice@localhost/one", true)
+	_, two := bind(t, s, "alice@localhost/two", true)
+	_, bob := bind(t, s, "bob@localhost/r", true)
+	s.Router.Unbind(gone)
+	held := [][]byte{
+		[]byte("<message from='bob@localhost/r' to='alice@localhost/one' type='chat' id='m1'><body>one</body></message>"),
+		[]byte("<iq from='bob@localhost/r' to='alice@localhost/one' type='get' id='q1'><ping xmlns='urn:xmpp:ping'/></iq>"),
+		[]byte("<presence from='bob@localhost/r' to='alice@localhost/one'/>"),
+		[]byte("<message from='bob@localhost/r' to='alice@localhost/one' type='headline' id='h1'><body>h</body></message>"),
+		[]byte("<iq from='bob@localhost/r' to='alice@localhost/one' type='result' id='r1'/>"),
+	}
+	s.Undelivered(gone, held)
+	if got := two.all(); !strings.Contains(got, "id='m1'") || strings.Contains(got, "presence") || strings.Contains(got, "h1") {
+		t.Fatalf("alice's other resource got %q, want the chat message only", got)
+	}
+	if got := bob.all(); !strings.Contains(got, "id='q1'") || !strings.Contains(got, "service-unavailable") || strings.Contains(got, "r1") {
+		t.Fatalf("bob got %q, want service-unavailable for q1 only", got)
+	}
+
+	// With no other resource the message is stored offline, with a delay.
+	gone2, _ := bind(t, s, "alice@localhost/three", true)
+	s.Router.Unbind(gone2)
+	two2 := s.Router.Session([]byte("alice@localhost"), []byte("two"))
+	s.Router.Unbind(two2)
+	s.Undelivered(gone2, [][]byte{[]byte("<message from='bob@localhost/r' to='alice@localhost/three' type='chat' id='m2'><body>two</body></message>")})
+	var msgs []storage.OfflineMessage
+	if err := s.Store.View(func(tx *storage.Tx) (err error) { msgs, err = tx.Offline("alice"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 || !strings.Contains(string(msgs[0].Stanza), "id='m2'") || !strings.Contains(string(msgs[0].Stanza), "urn:xmpp:delay") {
+		t.Fatalf("offline store holds %d messages: %+v", len(msgs), msgs)
+	}
+}
