@@ -130,10 +130,14 @@ func (s *Service) toFull(sess session.Peer, st *stanza.Stanza, stamped []byte, t
 				s.bounce(sess, st, stanza.ResourceConstraint, directedFullText)
 				return
 			}
-			if s.deliver(sess, st, r, stamped) || st.Kind != stanza.Message {
+			if s.deliver(sess, st, r, stamped) || st.Kind == stanza.Presence {
 				return
 			}
-			break // the resource is closing: treat it as gone
+			// The resource is closing (its stream ended, or it is being
+			// dropped as a slow reader): treat it as gone at once, so a
+			// message goes to other resources or offline and an iq is
+			// answered now rather than never (issue 14).
+			break
 		}
 	}
 	// No such resource.

@@ -9,6 +9,7 @@ import (
 	"roost/storage"
 	"roost/wire/jid"
 	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 // recorder is a transport that keeps what it was given.
@@ -90,4 +91,35 @@ func TestUndelivered(t *testing.T) {
 	if len(msgs) != 1 || !strings.Contains(string(msgs[0].Stanza), "id='m2'") || !strings.Contains(string(msgs[0].Stanza), "urn:xmpp:delay") {
 		t.Fatalf("offline store holds %d messages: %+v", len(msgs), msgs)
 	}
+}
+
+// An iq to a resource whose session is closing (its stream ended, or it
+// is being dropped as a slow reader) is answered at once with
+// service-unavailable, not left to time out (issue 14).
+func TestIQToClosingSessionAnswered(t *testing.T) {
+	s := newService(t)
+	for _, u := range []string{"alice", "bob"} {
+		if err := s.Store.AddUser(u, "pw"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closing, got := bind(t, s, "alice@localhost/one", true)
+	bob, bobGot := bind(t, s, "bob@localhost/r", true)
+	closing.Close(stanza.StreamPolicyViolation, "slow")
+	b := []byte("<iq from='bob@localhost/r' to='alice@localhost/one' type='get' id='q1'><ping xmlns='urn:xmpp:ping'/></iq>")
+	st, ok := parseWritten(xmlscanFor(b), b)
+	if !ok {
+		t.Fatal("parse")
+	}
+	s.Route(bob, st, b)
+	if g := bobGot.all(); !strings.Contains(g, "id='q1'") || !strings.Contains(g, "service-unavailable") {
+		t.Fatalf("bob got %q, want service-unavailable at once", g)
+	}
+	if g := got.all(); g != "" {
+		t.Fatalf("the closing session was given %q", g)
+	}
+}
+
+func xmlscanFor(b []byte) *xmlscan.Scanner {
+	return xmlscan.New(nil, xmlscan.Limits{MaxElementBytes: len(b) + 1})
 }
