@@ -123,3 +123,34 @@ func TestIQToClosingSessionAnswered(t *testing.T) {
 func xmlscanFor(b []byte) *xmlscan.Scanner {
 	return xmlscan.New(nil, xmlscan.Limits{MaxElementBytes: len(b) + 1})
 }
+
+// A message routed while the recipient had no available resource, whose
+// initial presence (and offline flush) happened before the message was
+// stored, is delivered to that resource instead of waiting in the store
+// for the next login (issue 14, the ordering race).
+func TestStoreOfflineRechecksAvailability(t *testing.T) {
+	s := newService(t)
+	for _, u := range []string{"alice", "bob"} {
+		if err := s.Store.AddUser(u, "pw"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice, got := bind(t, s, "alice@localhost/one", false)
+	bob, _ := bind(t, s, "bob@localhost/r", true)
+	b := []byte("<message from='bob@localhost/r' to='alice@localhost' type='chat' id='m1'><body>hi</body></message>")
+	st, ok := parseWritten(xmlscanFor(b), b)
+	if !ok {
+		t.Fatal("parse")
+	}
+	// Routing found no available resource; then alice's initial presence
+	// was processed; then the message reaches the offline store.
+	alice.SetPresence(true, 0, []byte("<presence/>"))
+	s.IM.StoreOffline(bob, st, b, "alice")
+	if g := got.all(); !strings.Contains(g, "id='m1'") {
+		t.Fatalf("alice got %q, want the message", g)
+	}
+	var msgs []storage.OfflineMessage
+	if err := s.Store.View(func(tx *storage.Tx) (err error) { msgs, err = tx.Offline("alice"); return err }); err != nil || len(msgs) != 0 {
+		t.Fatalf("stored offline as well: %d %v", len(msgs), err)
+	}
+}
