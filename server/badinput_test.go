@@ -75,7 +75,7 @@ func TestBadInputAfterLogin(t *testing.T) {
 		{"DTD mid-stream", "<!DOCTYPE x>", "restricted-xml"},
 		{"oversized stanza", "<message to='carol@localhost'><body>" + strings.Repeat("x", 20000) + "</body></message>", "policy-violation"},
 		{"too deep", "<message>" + strings.Repeat("<a>", 100) + strings.Repeat("</a>", 100) + "</message>", "policy-violation"},
-		{"unknown top-level element", "<enable xmlns='urn:xmpp:sm:3'/>", "unsupported-stanza-type"},
+		{"unknown top-level element", "<foo xmlns='urn:example:unknown'/>", "unsupported-stanza-type"},
 		{"bad UTF-8 in body", "<message to='carol@localhost'><body>\xc3\x28</body></message>", "unsupported-encoding"},
 		{"unbound prefix", "<message to='carol@localhost'><x:body>hi</x:body></message>", "not-well-formed"},
 	} {

@@ -143,6 +143,12 @@ type LimitsConfig struct {
 	DirectedPresences      int `json:"directed_presences"`        // directed-presence targets one session may hold (RFC 6121 §4.6)
 	PendingSubscriptions   int `json:"pending_subscriptions"`     // inbound subscription requests waiting for one account's answer
 	LogRepeatsPerMinute    int `json:"log_repeats_per_minute"`    // lines with the same message logged per minute before they are counted instead
+
+	// Bounds added by the delivery issue (14).
+	SMQueueBytes  int      `json:"sm_queue_bytes"` // stanzas kept for one client until it acknowledges them (XEP-0198); beyond, the stream ends with policy-violation
+	ResumeTimeout Duration `json:"resume_timeout"` // how long a lost XEP-0198 session waits for its resumption; "0s" turns resumption off
+	IdlePing      Duration `json:"idle_ping"`      // a client silent this long gets <r/> or a ping (XEP-0199), and is dropped after as long again without an answer
+	CSIHoldBytes  int      `json:"csi_hold_bytes"` // bytes held back for an inactive client (XEP-0352) before they are sent anyway
 }
 
 // Duration is a time.Duration written in JSON as a Go duration string ("30s").
@@ -298,6 +304,8 @@ func (c *Config) Validate() error {
 		{"limits.directed_presences", l.DirectedPresences, 1},
 		{"limits.pending_subscriptions", l.PendingSubscriptions, 1},
 		{"limits.log_repeats_per_minute", l.LogRepeatsPerMinute, 1},
+		{"limits.sm_queue_bytes", l.SMQueueBytes, l.StanzaBytes},
+		{"limits.csi_hold_bytes", l.CSIHoldBytes, 1024},
 		{"s2s.max_inbound", c.S2S.MaxInbound, 1},
 		{"s2s.max_outbound", c.S2S.MaxOutbound, 1},
 		{"s2s.queue_bytes", c.S2S.QueueBytes, l.StanzaBytes},
@@ -319,6 +327,12 @@ func (c *Config) Validate() error {
 	}
 	if l.WriteTimeout.D() < time.Second {
 		return fmt.Errorf("key \"limits.write_timeout\": %s is too short (at least 1s)", l.WriteTimeout.D())
+	}
+	if l.ResumeTimeout.D() < 0 {
+		return fmt.Errorf("key \"limits.resume_timeout\": %s is negative (\"0s\" turns resumption off)", l.ResumeTimeout.D())
+	}
+	if l.IdlePing.D() < time.Second {
+		return fmt.Errorf("key \"limits.idle_ping\": %s is too short (at least 1s)", l.IdlePing.D())
 	}
 	if l.PreauthStanzaBytes > l.StanzaBytes {
 		return fmt.Errorf("key \"limits.preauth_stanza_bytes\": %d is larger than limits.stanza_bytes %d", l.PreauthStanzaBytes, l.StanzaBytes)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"roost/server"
+	"roost/server/session"
 	"roost/wire/jid"
 	"roost/wire/xmlscan"
 )
@@ -52,9 +53,16 @@ const benchHeader = "<stream:stream to='localhost' xmlns='jabber:client' xmlns:s
 // (full JID lookup), enqueue on the receiver (whose writer flushes to a
 // discarding conn). The design target is 0 allocs/op.
 func BenchmarkRouteMessage(b *testing.B) {
-	for _, bc := range []struct{ name, to string }{
-		{"full-jid", "bob@localhost/phone"},
-		{"bare-jid", "bob@localhost"},
+	for _, bc := range []struct {
+		name, to string
+		sm       bool
+	}{
+		{"full-jid", "bob@localhost/phone", false},
+		{"bare-jid", "bob@localhost", false},
+		// Stream management (XEP-0198) on both sessions: the receiver
+		// keeps every stanza until acknowledged, and acknowledges every
+		// 64 as a client would; still nothing allocated per stanza.
+		{"full-jid-sm", "bob@localhost/phone", true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			ts := startServer(b, func(c *server.Config) { c.Limits.OutboundQueueBytes = 64 << 20 })
@@ -64,6 +72,15 @@ func BenchmarkRouteMessage(b *testing.B) {
 			out := &discardConn{}
 			receiver := ts.BindLocal(bob, out)
 			receiver.SetPresence(true, 0, []byte("<presence/>"))
+			if bc.sm {
+				reg := session.NewRegistry(time.Minute)
+				if err := sender.EnableSM(reg, true); err != nil {
+					b.Fatal(err)
+				}
+				if err := receiver.EnableSM(reg, true); err != nil {
+					b.Fatal(err)
+				}
+			}
 			msg := "<message to='" + bc.to + "' type='chat' id='m1'><body>Temperature 21.5 C, humidity 40%</body></message>"
 			sc := xmlscan.New(&loopReader{head: []byte(benchHeader), body: []byte(msg)}, xmlscan.Limits{})
 			if _, err := sc.Next(); err != nil {
@@ -79,6 +96,11 @@ func BenchmarkRouteMessage(b *testing.B) {
 					b.Fatal(err)
 				}
 				sender.Receive(&tok)
+				if bc.sm && i%64 == 63 {
+					if err := receiver.Acked(uint32(i + 1)); err != nil {
+						b.Fatal(err)
+					}
+				}
 			}
 			b.StopTimer()
 			for i := 0; i < 100 && out.n.Load() == 0; i++ {

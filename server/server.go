@@ -25,6 +25,7 @@ import (
 	"github.com/xdg-go/scram"
 
 	"roost/server/c2s"
+	"roost/server/carbons"
 	"roost/server/control"
 	"roost/server/im"
 	"roost/server/ratelimit"
@@ -114,7 +115,7 @@ func (s *Server) Start() (err error) {
 		RosterLimit: cfg.Limits.RosterItems, OfflineQuota: cfg.Limits.OfflineMessages,
 		DirectedPresences: cfg.Limits.DirectedPresences, PendingSubscriptions: cfg.Limits.PendingSubscriptions}
 	s.route = &route.Service{Domain: cfg.Domain, AcceptFrom: cfg.Devices.AcceptFrom, Version: Version,
-		Store: s.store, Router: s.router, IM: s.im, Log: s.log}
+		Store: s.store, Router: s.router, IM: s.im, Log: s.log, Carbons: carbons.New()}
 	s.env = &c2s.Env{
 		Domain:      cfg.Domain,
 		TLS:         tlsCfg,
@@ -137,6 +138,10 @@ func (s *Server) Start() (err error) {
 		Handler:            s.route,
 		Limiter:            c2s.NewAuthLimiter(cfg.Limits.AuthFailuresPerMinute, cfg.Limits.AuthFailuresPerAccount),
 		Log:                s.log,
+		SM:                 session.NewRegistry(cfg.Limits.ResumeTimeout.D()),
+		SMQueueBytes:       cfg.Limits.SMQueueBytes,
+		CSIHoldBytes:       cfg.Limits.CSIHoldBytes,
+		IdlePing:           cfg.Limits.IdlePing.D(),
 	}
 	type c2sListener struct {
 		ln     net.Listener
@@ -215,6 +220,12 @@ func (s *Server) accept(ln net.Listener, direct bool) {
 			s.log.Warn("accept failed", "err", err)
 			time.Sleep(50 * time.Millisecond)
 			continue
+		}
+		if tc, ok := nc.(*net.TCPConn); ok {
+			// A peer that vanished without a FIN (Wi-Fi, cellular) is
+			// found by the kernel even when the stream is idle and
+			// limits.idle_ping is long.
+			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3})
 		}
 		ip := ratelimit.HostOf(nc.RemoteAddr())
 		if why := s.track(nc, ip); why != "" {

@@ -49,13 +49,19 @@ func (l *logBuf) count(s string) int {
 	return strings.Count(l.b.String(), s)
 }
 
-func start(t *testing.T) *rig {
+func start(t *testing.T) *rig { return startWith(t, nil) }
+
+// startWith is start with the configuration changed by tweak.
+func startWith(t *testing.T, tweak func(*server.Config)) *rig {
 	t.Helper()
 	cfg := testutil.Config(t)
 	cfg.Devices.HandshakeTimeout = server.Duration(time.Second)
 	cfg.Devices.HandshakeFailuresPerMinute = 3
 	cfg.Limits.DatagramBytes = 600
 	cfg.Listen.DTLS = "127.0.0.1:0"
+	if tweak != nil {
+		tweak(cfg)
+	}
 	logs := &logBuf{}
 	var out io.Writer = logs
 	level := slog.LevelInfo
@@ -198,8 +204,11 @@ func (r *rig) owner(t *testing.T) *owner {
 	o.dec = xml.NewDecoder(tc)
 	io.WriteString(tc, hdr)
 	o.until("features")
-	io.WriteString(tc, "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>ctl</resource></bind></iq><presence/>")
-	o.until("iq")
+	// The ping's answer comes after the presence was handled: alice is
+	// available from then on (a message to her bare JID is not stored).
+	io.WriteString(tc, "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>ctl</resource></bind></iq><presence/>"+
+		"<iq type='get' id='ready'><ping xmlns='urn:xmpp:ping'/></iq>")
+	o.match("iq", func(e *el) bool { return e.ID == "ready" })
 	return o
 }
 
@@ -207,6 +216,7 @@ type el struct {
 	XMLName xml.Name
 	Type    string `xml:"type,attr"`
 	From    string `xml:"from,attr"`
+	ID      string `xml:"id,attr"`
 	Inner   string `xml:",innerxml"`
 }
 
@@ -235,6 +245,26 @@ func (o *owner) match(name string, ok func(*el) bool) *el {
 		if e.XMLName.Local == name && ok(&e) {
 			return &e
 		}
+	}
+}
+
+// next reads the next top-level element, or nil when the stream ended or
+// the connection's deadline passed.
+func (o *owner) next() *el {
+	for {
+		tok, err := o.dec.Token()
+		if err != nil {
+			return nil
+		}
+		se, isStart := tok.(xml.StartElement)
+		if !isStart || se.Name.Local == "stream" {
+			continue
+		}
+		var e el
+		if err := o.dec.DecodeElement(&e, &se); err != nil {
+			return nil
+		}
+		return &e
 	}
 }
 

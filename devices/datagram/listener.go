@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pion/dtls/v3"
@@ -86,32 +87,46 @@ func Listen(cfg Config, store *storage.Store, rt *router.Router, host session.Ho
 		fail:     ratelimit.NewFailures(cfg.HandshakeFailuresPerMinute, time.Minute, maxFailureAddrs),
 		sessions: make(map[*device]struct{}),
 	}
-	conf := &dtls.Config{
-		PSK: func(identity []byte) ([]byte, error) {
+	rcvbuf := 0
+	l.ln, err = dtls.ListenWithOptions("udp", ua,
+		dtls.WithPSK(func(identity []byte) ([]byte, error) {
 			d, _, err := devices.Lookup(store, cfg.Domain, string(identity))
 			if err != nil {
 				return nil, err
 			}
 			return d.PSK, nil
-		},
-		PSKIdentityHint:       []byte("roost"),
-		CipherSuites:          CipherSuites,
-		ExtendedMasterSecret:  dtls.RequestExtendedMasterSecret,
-		ConnectionIDGenerator: dtls.RandomCIDGenerator(8),
+		}),
+		dtls.WithPSKIdentityHint([]byte("roost")),
+		dtls.WithCipherSuites(CipherSuites...),
+		dtls.WithExtendedMasterSecret(dtls.RequestExtendedMasterSecret),
+		dtls.WithConnectionIDGenerator(dtls.RandomCIDGenerator(8)),
 		// InsecureSkipVerifyHello stays false: the cookie exchange is
 		// what proves a client's address before a failure counts.
-		OnConnectionAttempt: func(a net.Addr) error {
+		dtls.WithOnConnectionAttempt(func(a net.Addr) error {
 			if l.fail.Over(ratelimit.HostOf(a)) {
 				return errors.New("too many failed handshakes from this address")
 			}
 			return nil
-		},
-	}
-	l.ln, err = dtls.Listen("udp", ua, conf)
+		}),
+		// One socket carries every device, read by one goroutine (pion's
+		// listener). The default receive buffer (212,992 bytes on Linux)
+		// held only about 300 datagrams: an unpaced burst from 20 devices
+		// lost a third of them in the kernel ("receive buffer errors" in
+		// netstat -su), before pion or Roost saw them. A larger buffer
+		// absorbs bursts; the binding's acknowledgements recover the rest.
+		dtls.WithListenConfig(net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			rcvbuf, _ = setRecvBuffer(c, recvBufferBytes)
+			return nil
+		}}),
+	)
 	if err != nil {
 		return nil, fmt.Errorf("listen.dtls %s: %w", addr, err)
 	}
-	log.Info("listening for devices", "addr", l.ln.Addr().String(), "transport", "dtls")
+	log.Info("listening for devices", "addr", l.ln.Addr().String(), "transport", "dtls", "receive_buffer", rcvbuf)
+	if rcvbuf > 0 && rcvbuf < recvBufferBytes {
+		log.Warn("dtls: the UDP receive buffer is smaller than asked; bursts from many devices may be lost and retransmitted (raise net.core.rmem_max)",
+			"asked", recvBufferBytes, "got", rcvbuf)
+	}
 	l.wg.Add(1)
 	go l.accept()
 	return l, nil
@@ -216,3 +231,8 @@ func (l *Listener) Close() error {
 // devices.handshake_failures_per_minute of them is refused for the rest of
 // its minute.
 const maxFailureAddrs = 10000
+
+// recvBufferBytes is the receive buffer asked for the devices' UDP socket:
+// 4 MiB, the usual net.core.rmem_max, about 6,000 small datagrams queued.
+// TODO(config): devices.socket_buffer_bytes once helper "sm" adds the key.
+const recvBufferBytes = 4 << 20

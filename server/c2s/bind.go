@@ -74,61 +74,101 @@ func (c *Conn) bindIQ(tok *xmlscan.Token) (*Session, error) {
 	return s, nil
 }
 
-// runBound reads a bound session's stanzas until the stream ends, then
-// takes the session out of the routing table and lets the handler
-// announce its departure.
+// runBound reads a bound session's stanzas until the stream ends. A
+// connection lost (read error, liveness timeout) with XEP-0198
+// resumption on detaches the session, which waits for a resumption
+// (limits.resume_timeout); otherwise the session leaves the routing
+// table, its presence goes unavailable, and what it could not deliver
+// goes to the handler's Undelivered.
 func (c *Conn) runBound(s *Session) {
 	env := c.env
 	c.nc.SetReadDeadline(time.Time{})
 	c.wbuf = nil
+	t := stream{s.q}
+	stop := c.watch(s)
+	lost := false
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.Error("c2s: internal error, closing session", "panic", r)
-			s.Close(stanza.StreamInternalServerError, "")
+			s.CloseIf(t, stanza.StreamInternalServerError, "")
+			lost = false
 		}
-		env.Router.Unbind(s.Bound)
-		env.Handler.Closed(s.Bound)
-		s.Wait(env.WriteTimeout)
-		c.nc.Close()
+		stop()
 		c.scan.Release()
+		if lost {
+			// The peer is gone: nothing queued will reach it.
+			c.nc.Close()
+		}
+		mine, detached := s.Detach(t, func() { finish(env, s.Bound) })
+		switch {
+		case !mine:
+			c.log.Debug("c2s: connection replaced by a resumption")
+			s.Wait(time.Second)
+			c.nc.Close()
+		case detached:
+			c.log.Debug("c2s: connection lost, session waits for a resumption")
+			c.nc.Close()
+		default:
+			s.Close("", "")
+			env.Router.Unbind(s.Bound)
+			env.Handler.Closed(s.Bound)
+			if !s.Wait(env.WriteTimeout) {
+				c.nc.Close()
+				s.Wait(time.Second)
+			}
+			c.nc.Close()
+			s.Finish(env.Handler)
+		}
 	}()
 	tok := &s.tok // reused, like s.st: it would escape otherwise
 	for {
 		var err error
 		*tok, err = c.scan.Next()
 		if err != nil {
-			c.endBound(s, err)
-			break
+			lost = c.endBound(s, t, err)
+			return
 		}
 		if tok.Kind == xmlscan.KindClose {
-			s.Close("", "")
-			break
+			s.CloseIf(t, "", "")
+			return
 		}
 		if isStreamError(tok) {
 			c.logPeerError(tok)
-			s.Close("", "")
-			break
+			s.CloseIf(t, "", "")
+			return
 		}
 		if !s.Receive(tok) {
-			break
+			return
 		}
 	}
 }
 
+// finish ends a session for good once its connection is over: out of
+// the routing table, unavailable presence, and what it could not deliver
+// handed to Undelivered (DESIGN.md, "Delivery guarantees").
+func finish(env *Env, b *session.Bound) {
+	env.Router.Unbind(b)
+	env.Handler.Closed(b)
+	b.Finish(env.Handler)
+}
+
 // Receive handles one top-level element read from the session's stream:
 // a stanza gets its from stamped (by splicing bytes, not re-serialising)
-// and goes to the handler; anything else ends the stream with
-// <unsupported-stanza-type/>. It reports whether the stream goes on.
-// This is the whole per-stanza path after the scanner, so it allocates
-// nothing in steady state.
+// and goes to the handler; XEP-0198 and XEP-0352 elements are handled
+// here; anything else ends the stream with <unsupported-stanza-type/>.
+// It reports whether the stream goes on. This is the whole per-stanza
+// path after the scanner, so it allocates nothing in steady state.
 func (s *Session) Receive(tok *xmlscan.Token) bool {
+	if string(tok.Space) != NSClient {
+		return s.nonza(tok)
+	}
 	// s.st is reused: only the reading goroutine calls Receive, and a
 	// Stanza that escaped to the handler would otherwise cost an
 	// allocation per stanza.
 	st := &s.st
 	var ok bool
 	if *st, ok = stanza.Parse(tok, NSClient); !ok {
-		s.Close(stanza.StreamUnsupportedStanzaType, "<"+string(tok.Local)+"/> is not a stanza this server understands")
+		s.CloseIf(stream{s.q}, stanza.StreamUnsupportedStanzaType, "<"+string(tok.Local)+"/> is not a stanza this server understands")
 		return false
 	}
 	buf := outq.GetBuf()
@@ -136,33 +176,48 @@ func (s *Session) Receive(tok *xmlscan.Token) bool {
 	s.env.Handler.Stanza(s.Bound, st, stamped)
 	*buf = stamped
 	outq.PutBuf(buf)
+	if s.sm {
+		s.CountIn() // XEP-0198 §4: h counts handled stanzas
+	}
 	return true
 }
 
-// endBound closes a bound session after a read error: a stream error for
-// bad XML, a closing tag for a vanished peer.
-func (c *Conn) endBound(s *Session, err error) {
+// endBound handles a read error of a bound session: bad XML closes the
+// stream with a stream error; anything else (EOF, a reset, a closed
+// socket) means the connection is lost, which it reports.
+func (c *Conn) endBound(s *Session, t stream, err error) (lost bool) {
 	var xe *xmlscan.Error
 	switch {
 	case errors.As(err, &xe):
 		c.log.Info("c2s: closing stream on bad XML", "condition", xe.Cond, "reason", xe.Reason)
-		s.Close(stanza.StreamCondition(xe.Cond), "")
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, os.ErrDeadlineExceeded):
-		s.Close("", "")
+		s.CloseIf(t, stanza.StreamCondition(xe.Cond), "")
+		return false
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, net.ErrClosed):
 	default:
 		c.log.Debug("c2s: read failed", "err", err)
-		s.Close("", "")
 	}
+	return true
 }
 
 func newSession(env *Env, full jid.JID, lang string, nc net.Conn, log *slog.Logger) *Session {
 	s := &Session{env: env}
-	s.q = outq.New(nc, env.QueueBytes, env.WriteTimeout, func() {
-		log.Warn("c2s: dropping slow reader")
-		s.Close(stanza.StreamPolicyViolation, queueOverflowText)
-	})
-	s.Bound = session.New(full, stream{s.q}, session.Options{Lang: lang, Remote: nc.RemoteAddr(), Log: log})
+	s.q = newQueue(env, nc, s, log)
+	s.Bound = session.New(full, stream{s.q}, session.Options{Lang: lang, Remote: nc.RemoteAddr(), Log: log,
+		WriteTimeout: env.WriteTimeout, SMQueueBytes: env.SMQueueBytes, CSIHoldBytes: env.CSIHoldBytes})
+	s.q.SetOnWrite(s.Bound.Written)
 	return s
+}
+
+// newQueue is a connection's out-queue. A slow reader is closed from
+// another goroutine: the overflow is noticed inside a push, under the
+// session core's lock.
+func newQueue(env *Env, nc net.Conn, s *Session, log *slog.Logger) *outq.Queue {
+	var q *outq.Queue
+	q = outq.New(nc, env.QueueBytes, env.WriteTimeout, func() {
+		log.Warn("c2s: dropping slow reader")
+		go s.CloseIf(stream{q}, stanza.StreamPolicyViolation, queueOverflowText)
+	})
+	return q
 }
 
 // NewLocalSession makes a bound session for full that writes to nc

@@ -22,6 +22,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/xdg-go/scram"
@@ -76,6 +77,18 @@ type Env struct {
 	Handler            session.Host
 	Limiter            *AuthLimiter
 	Log                *slog.Logger
+	// SM finds sessions to resume (XEP-0198 §5); its Timeout is
+	// limits.resume_timeout. nil: stream management without resumption.
+	SM *session.Registry
+	// SMQueueBytes bounds a session's unacknowledged stanzas
+	// (limits.sm_queue_bytes); CSIHoldBytes what an inactive client's
+	// session holds back (limits.csi_hold_bytes). 0: the core's default.
+	SMQueueBytes int
+	CSIHoldBytes int
+	// IdlePing is limits.idle_ping: a bound connection silent this long
+	// gets <r/> (XEP-0198) or a ping (XEP-0199), and is closed when it
+	// stays silent as long again. 0: no liveness check.
+	IdlePing time.Duration
 }
 
 // Conn is one client connection from accept until bound.
@@ -95,6 +108,22 @@ type Conn struct {
 
 	authDeadline time.Time
 	saslState    saslState
+
+	// seen is set by every read that returned bytes: the liveness
+	// check's evidence that the client is there (limits.idle_ping).
+	seen atomic.Bool
+}
+
+// activityReader reads the connection for the scanner and notes that
+// the client sent something.
+type activityReader struct{ c *Conn }
+
+func (r activityReader) Read(p []byte) (int, error) {
+	n, err := r.c.nc.Read(p)
+	if n > 0 {
+		r.c.seen.Store(true)
+	}
+	return n, err
 }
 
 // errClosed ends Serve after the peer closed the stream: we answer with
@@ -231,7 +260,7 @@ func (c *Conn) negotiate() (*Session, error) {
 	if env.PreauthStanzaBytes > 0 && env.PreauthStanzaBytes < lim.MaxElementBytes {
 		lim.MaxElementBytes = env.PreauthStanzaBytes
 	}
-	c.scan = xmlscan.New(c.nc, lim)
+	c.scan = xmlscan.New(activityReader{c}, lim)
 	for {
 		if err := c.readHeader(); err != nil {
 			return nil, err
@@ -322,7 +351,7 @@ func (c *Conn) featuresAndNegotiate() (restart bool, sess *Session, err error) {
 	offerTLS := !c.secure && env.TLS != nil
 	switch {
 	case c.authed != "":
-		b = append(b, "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session><ver xmlns='urn:xmpp:features:rosterver'/><sub xmlns='urn:xmpp:features:pre-approval'/>"...)
+		b = append(b, "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session><ver xmlns='urn:xmpp:features:rosterver'/><sub xmlns='urn:xmpp:features:pre-approval'/><sm xmlns='urn:xmpp:sm:3'/><csi xmlns='urn:xmpp:csi:0'/>"...)
 	default:
 		if offerTLS {
 			b = append(b, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>"...)
@@ -370,6 +399,19 @@ func (c *Conn) featuresAndNegotiate() (restart bool, sess *Session, err error) {
 			if err != nil || done {
 				return done, nil, err
 			}
+		case space == session.NSSM && local == "resume" && c.authed != "":
+			sess, err := c.resume(&tok)
+			if err != nil || sess != nil {
+				return false, sess, err
+			}
+		case space == session.NSSM && (local == "enable" || local == "resume"):
+			// XEP-0198 §3, §5: enable needs a bound resource, resume
+			// an authenticated stream.
+			if err := c.write(smFailed("unexpected-request")); err != nil {
+				return false, nil, err
+			}
+		case space == session.NSSM && (local == "r" || local == "a"):
+			// Nothing to count before stream management is enabled.
 		case c.authed != "" && space == NSClient && local == "iq":
 			sess, err := c.bindIQ(&tok)
 			if err != nil || sess != nil {
@@ -422,6 +464,6 @@ func (c *Conn) startTLS() error {
 	c.nc = tc
 	c.secure = true
 	c.sentHead = false
-	c.scan.Reset(tc)
+	c.scan.Reset(activityReader{c})
 	return nil
 }

@@ -258,7 +258,7 @@ func (c *Conn) saslSuccess(local string, additional []byte) (bool, error) {
 	c.saslState = saslState{}
 	c.authed = local
 	c.sentHead = false
-	c.scan.Reset(c.nc)
+	c.scan.Reset(activityReader{c})
 	// Authenticated: the stream may now carry full-size stanzas.
 	c.scan.SetMaxElementBytes(c.env.Limits.MaxElementBytes)
 	return true, nil

@@ -56,7 +56,7 @@ func (s *Service) Stanza(sess *session.Bound, st *stanza.Stanza, stamped []byte)
 
 // Closed implements session.Host: presence goes unavailable for a
 // session that ended for any reason.
-func (s *Service) Closed(sess *session.Bound) { s.IM.Closed(sess) }
+func (s *Service) Closed(sess *session.Bound) { s.Carbons.Closed(sess); s.IM.Closed(sess) }
 
 // Route applies RFC 6120 §8 and RFC 6121 §8 to one stanza from a bound
 // session of any transport. stamped is the stanza with from set to the
@@ -131,6 +131,7 @@ func (s *Service) toFull(sess session.Peer, st *stanza.Stanza, stamped []byte, t
 				return
 			}
 			if s.deliver(sess, st, r, stamped) || st.Kind == stanza.Presence {
+				s.Carbons.ToFull(sess, st, stamped, t.bare, r) // XEP-0280
 				return
 			}
 			// The resource is closing (its stream ended, or it is being
@@ -162,28 +163,7 @@ func (s *Service) toBare(sess session.Peer, st *stanza.Stanza, stamped []byte, b
 	sessions := s.Router.Sessions(bare)
 	switch st.Kind {
 	case stanza.Message:
-		var targets []*session.Bound
-		switch string(st.Type) {
-		case "error":
-			return
-		case "groupchat":
-			s.bounce(sess, st, stanza.ServiceUnavailable, "")
-			return
-		case "headline":
-			targets = router.NonNegative(buf[:0], sessions)
-		default:
-			targets = router.Best(buf[:0], sessions)
-		}
-		delivered := false
-		for _, r := range targets {
-			delivered = s.deliver(sess, st, r, stamped) || delivered
-		}
-		// No resource, or only ones closing under us (their stream ended
-		// while the stanza was routed): keep it rather than lose it.
-		if !delivered && string(st.Type) != "headline" {
-			local, _, _, _ := jid.Split(bare)
-			s.IM.StoreOffline(sess, st, stamped, string(local))
-		}
+		s.messageToBare(sess, st, stamped, bare, sessions, true)
 	case stanza.Presence:
 		if !isDirected(st.Type) {
 			s.IM.Subscription(sess, st, bare)
@@ -214,6 +194,40 @@ func (s *Service) toBare(sess session.Peer, st *stanza.Stanza, stamped []byte, b
 			return
 		}
 		s.bounce(sess, st, stanza.ServiceUnavailable, "")
+	}
+}
+
+// messageToBare delivers a message to a local account's bare JID (RFC
+// 6121 §8.5.2.1): to the resources of highest non-negative priority (a
+// headline to every non-negative one), or, with none, to offline storage.
+// copies makes the XEP-0280 carbons; a message routed again after its
+// first recipient's session ended (Undelivered) had its copies already.
+func (s *Service) messageToBare(sess session.Peer, st *stanza.Stanza, stamped []byte, bare []byte, sessions []*session.Bound, copies bool) {
+	var buf [8]*session.Bound
+	var targets []*session.Bound
+	switch string(st.Type) {
+	case "error":
+		return
+	case "groupchat":
+		s.bounce(sess, st, stanza.ServiceUnavailable, "")
+		return
+	case "headline":
+		targets = router.NonNegative(buf[:0], sessions)
+	default:
+		targets = router.Best(buf[:0], sessions)
+	}
+	delivered := false
+	for _, r := range targets {
+		delivered = s.deliver(sess, st, r, stamped) || delivered
+	}
+	if copies {
+		s.Carbons.ToBare(sess, st, stamped, bare, targets, delivered) // XEP-0280
+	}
+	// No resource, or only ones closing under us (their stream ended
+	// while the stanza was routed): keep it rather than lose it.
+	if !delivered && string(st.Type) != "headline" {
+		local, _, _, _ := jid.Split(bare)
+		s.IM.StoreOffline(sess, st, stamped, string(local))
 	}
 }
 

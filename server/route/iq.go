@@ -5,6 +5,7 @@ import (
 	"roost/server/session"
 	"runtime"
 
+	"roost/server/carbons"
 	"roost/server/im"
 	"roost/wire/jid"
 	"roost/wire/stanza"
@@ -34,10 +35,11 @@ var iqHandlers = map[string]iqHandler{
 	nsVersion:    (*Service).version,
 	nsSession:    (*Service).session,
 	im.NSRoster:  (*Service).roster,
+	carbons.NS:   func(s *Service, sess session.Peer, st *stanza.Stanza) { s.Carbons.IQ(sess, st, s.Domain) },
 }
 
 // discoFeatures is what disco#info lists, in a fixed order.
-var discoFeatures = []string{nsDiscoInfo, nsDiscoItems, nsPing, nsVersion, im.NSRoster}
+var discoFeatures = []string{nsDiscoInfo, nsDiscoItems, nsPing, nsVersion, im.NSRoster, carbons.NS}
 
 // serverIQ dispatches an iq for the server itself.
 func (s *Service) serverIQ(sess session.Peer, st *stanza.Stanza) {

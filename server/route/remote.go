@@ -46,7 +46,9 @@ func (s *Service) toRemote(sess session.Peer, st *stanza.Stanza, stamped []byte,
 	}
 	if err := s.Remote.Send(string(t.domain), st.Kind, stamped); err != nil {
 		s.bounce(sess, st, stanza.RemoteServerTimeout, err.Error())
+		return
 	}
+	s.Carbons.ToRemote(sess, st, stamped) // XEP-0280 §8
 }
 
 // remoteSession stands for a sender on another domain while Route

@@ -11,6 +11,7 @@ package route
 import (
 	"log/slog"
 
+	"roost/server/carbons"
 	"roost/server/im"
 	"roost/server/router"
 	"roost/storage"
@@ -32,4 +33,6 @@ type Service struct {
 	// Remote is the way to other domains; nil when the server does not
 	// federate.
 	Remote Remote
+	// Carbons is XEP-0280 message carbons; nil: no carbons.
+	Carbons *carbons.State
 }

@@ -3,6 +3,8 @@ package route
 import (
 	"bytes"
 
+	"roost/server/carbons"
+
 	"roost/server/session"
 	"roost/wire/jid"
 	"roost/wire/stanza"
@@ -44,11 +46,14 @@ func (s *Service) Undelivered(gone *session.Bound, stanzas [][]byte) {
 			default:
 				continue
 			}
+			if carbons.IsCopy(b) {
+				continue // a copy for this resource only (XEP-0280): the original went its way
+			}
 			sender := s.peerFor(st.From)
 			if sender == nil {
 				sender = &absentSender{}
 			}
-			s.toBare(sender, st, b, bare, false)
+			s.messageToBare(sender, st, b, bare, s.Router.Sessions(bare), false)
 		case stanza.IQ:
 			if t := string(st.Type); t != "get" && t != "set" {
 				continue

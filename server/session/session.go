@@ -13,8 +13,8 @@ package session
 import (
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
+	"time"
 
 	"roost/wire/jid"
 	"roost/wire/stanza"
@@ -74,6 +74,14 @@ type Host interface {
 	// Closed is called once when a bound session has ended, after it
 	// left the routing table: its presence goes unavailable.
 	Closed(s *Bound)
+	// Undelivered is called once when s is gone for good (its resume
+	// window passed, it had no stream management, its queue overflowed,
+	// its stream failed, the server shut down) with every stanza that was
+	// queued to it or sent without being known delivered, in order, as
+	// the stamped bytes that were pushed (valid only during the call).
+	// "Accepted by Roost" means delivered, stored or bounced (DESIGN.md,
+	// "Delivery guarantees"): the host redirects or answers them.
+	Undelivered(s *Bound, stanzas [][]byte)
 }
 
 // Bound is a bound session of any transport: what the routing table
@@ -86,14 +94,14 @@ type Bound struct {
 	lang   string
 	remote net.Addr
 	log    *slog.Logger
-	t      Transport
 	// maxStanza is the largest stanza the transport can carry in one
 	// piece (a datagram); 0: no such limit.
 	maxStanza int
 	device    bool
 
-	closing   atomic.Bool
-	closeOnce sync.Once
+	// closing mirrors core.closed for the lock-free Closing.
+	closing atomic.Bool
+	core    core
 }
 
 // Options describe a session beyond its JID and transport.
@@ -106,6 +114,15 @@ type Options struct {
 	// devices/): iq requests reach it only from whom devices.accept_from
 	// allows.
 	Device bool
+	// WriteTimeout bounds how long DeliverRequested waits for room in
+	// the queue (limits.write_timeout); 0: 30s.
+	WriteTimeout time.Duration
+	// SMQueueBytes bounds the stanzas kept for XEP-0198 retransmission
+	// (limits.sm_queue_bytes); 0: 1 MiB.
+	SMQueueBytes int
+	// CSIHoldBytes bounds what an inactive client's session holds back
+	// (XEP-0352, limits.csi_hold_bytes); 0: 64 KiB.
+	CSIHoldBytes int
 }
 
 // New returns a bound session for full over t.
@@ -114,7 +131,9 @@ func New(full jid.JID, t Transport, o Options) *Bound {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Bound{jid: full, full: full.String(), lang: o.Lang, remote: o.Remote, log: log, t: t, maxStanza: o.MaxStanza, device: o.Device}
+	s := &Bound{jid: full, full: full.String(), lang: o.Lang, remote: o.Remote, log: log, maxStanza: o.MaxStanza, device: o.Device}
+	s.core.init(t, o)
+	return s
 }
 
 // JID is the session's full JID, fixed once bound.
@@ -139,26 +158,7 @@ func (s *Bound) MaxStanzaBytes() int { return s.maxStanza }
 // Device reports whether this is a device's session.
 func (s *Bound) Device() bool { return s.device }
 
-// Deliver queues stanza bytes for the peer. It never blocks; false means
-// the session is closing, and the caller applies the rule for a stanza
-// that could not be delivered (RFC 6121 §8.5.3.2: a message goes to
-// other resources or offline, an iq is answered with an error).
-func (s *Bound) Deliver(b []byte) bool {
-	if s.closing.Load() {
-		return false
-	}
-	return s.t.Push(b)
-}
-
-// Closing reports whether Close was called.
+// Closing reports whether the session has ended for good or is ending:
+// from then on Deliver refuses. A session detached with XEP-0198
+// resumption pending is not closing.
 func (s *Bound) Closing() bool { return s.closing.Load() }
-
-// Close ends the session once: with the stream error cond (RFC 6120
-// §4.9), or a plain close when cond is empty. From then on Deliver
-// refuses, so nothing more is queued behind the close.
-func (s *Bound) Close(cond stanza.StreamCondition, text string) {
-	s.closeOnce.Do(func() {
-		s.closing.Store(true)
-		s.t.Close(cond, text)
-	})
-}

@@ -13,6 +13,9 @@
 # Both: self-signed certificates, PLAIN allowed (over TLS; and on plaintext, as tsung's default
 # scenario needs), no rate limits or shapers, logs at warning. ejabberd's Erlang distribution is on
 # 127.0.0.1:26470 with no epmd. PEERS_LOG=info for more detail.
+# XEP-0198 stream management on client streams as Debian's own configs have it (Prosody's smacks,
+# ejabberd's mod_stream_mgmt with resend_on_timeout: if_offline); PEERS_RESUME_TIMEOUT=seconds
+# shortens how long a dropped session waits for resumption (defaults: Prosody 600, ejabberd 300).
 set -euo pipefail
 D=${PEERS_DIR:-/tmp/roost-peers}
 LOG=${PEERS_LOG:-warn}
@@ -59,7 +62,10 @@ allow_registration = false
 modules_enabled = {
   "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "presence"; "message"; "iq";
   "offline"; "version"; "uptime"; "time"; "private"; "carbons"; "blocklist"; "admin_shell";
+  "smacks";
 }
+smacks_hibernation_time = ${PEERS_RESUME_TIMEOUT:-600}
+smacks_enabled_s2s = false
 limits = { c2s = { rate = "1000000kb/s" }; s2sin = { rate = "1000000kb/s" } }
 -- Names of test servers come from /etc/hosts (there is no DNS on loopback)
 unbound = { hoststxt = true; resolvconf = true }
@@ -105,6 +111,7 @@ modules:
   mod_privacy: {}
   mod_version: {show_os: false}
   mod_time: {}
+  mod_stream_mgmt: {resend_on_timeout: if_offline, resume_timeout: ${PEERS_RESUME_TIMEOUT:-300}}
 CFG
   cat >"$E/ejabberdctl.cfg" <<CFG
 ERLANG_NODE=roostpeer@localhost

@@ -57,6 +57,20 @@ type Queue struct {
 	// would exceed limit; it closes the session with a stream error.
 	onOverflow func()
 	overflowed bool
+
+	// pushed and written count bytes since New in one space: pushed is
+	// the offset just past the last byte accepted, written the offset
+	// just past the last byte the conn took. A session core compares a
+	// stanza's end offset (PushEnd) with written to know it reached the
+	// socket. dropAt caps what is reported once queued bytes were
+	// discarded (CloseWith with drop): bytes appended after them are
+	// never stanzas and must not look like the dropped ones.
+	pushed, written uint64
+	dropAt          uint64
+	onWrite         func(written uint64)
+	// room, when not nil, is closed after the next write: WaitRoom
+	// callers wait on it for space.
+	room chan struct{}
 }
 
 // New makes the queue for conn: at most limit bytes wait; a write blocked
@@ -69,10 +83,16 @@ func New(conn net.Conn, limit int, writeTimeout time.Duration, onOverflow func()
 		writeTimeout: writeTimeout,
 		closed:       make(chan struct{}),
 		onOverflow:   onOverflow,
+		dropAt:       ^uint64(0),
 	}
 	q.runFn = q.run
 	return q
 }
+
+// SetOnWrite sets fn, called by the writer goroutine (never under the
+// queue's lock) after each write with the offset, in PushEnd's terms,
+// just past the last byte the conn took. Set it before the first push.
+func (q *Queue) SetOnWrite(fn func(written uint64)) { q.onWrite = fn }
 
 // startLocked marks the writer running and reports whether the caller
 // must start it (after unlocking).
@@ -87,30 +107,127 @@ func (q *Queue) startLocked() bool {
 // Push appends b. It returns false when the queue is closing or over its
 // limit (then the overflow handler runs and the bytes are dropped).
 func (q *Queue) Push(b []byte) bool {
+	_, ok := q.PushEnd(b)
+	return ok
+}
+
+// PushEnd is Push that also returns the offset just past b in the
+// queue's byte count: b has reached the conn once the writer reports
+// (SetOnWrite) at least that offset.
+func (q *Queue) PushEnd(b []byte) (end uint64, ok bool) {
+	end, ok, full := q.push(b, true)
+	if full {
+		return 0, false
+	}
+	return end, ok
+}
+
+// PushAll appends b whatever the limit (never counting as overflow): for
+// a bounded retransmission (XEP-0198 resumption) into a fresh queue.
+func (q *Queue) PushAll(b []byte) (end uint64, ok bool) {
 	q.mu.Lock()
 	if q.closing || q.dead {
 		q.mu.Unlock()
-		return false
+		return 0, false
 	}
 	if q.pending == nil {
 		q.pending = GetBuf()
 	}
-	if len(*q.pending)+len(b) > q.limit {
+	*q.pending = append(*q.pending, b...)
+	q.pushed += uint64(len(b))
+	end = q.pushed
+	start := q.startLocked()
+	q.mu.Unlock()
+	if start {
+		go q.runFn()
+	}
+	return end, true
+}
+
+// TryPush appends b when it fits; unlike Push it never counts as
+// overflow: full reports that b did not fit and nothing else happened
+// (the caller may wait for room with WaitRoom). Used for what the client
+// asked for, which is paced, never cut.
+func (q *Queue) TryPush(b []byte) (end uint64, ok, full bool) {
+	return q.push(b, false)
+}
+
+func (q *Queue) push(b []byte, overflow bool) (end uint64, ok, full bool) {
+	q.mu.Lock()
+	if q.closing || q.dead {
+		q.mu.Unlock()
+		return 0, false, false
+	}
+	n := 0
+	if q.pending != nil {
+		n = len(*q.pending)
+	}
+	// A single push larger than the whole limit is let through into an
+	// empty queue when it is asked for (overflow false): waiting could
+	// never make room for it.
+	if n+len(b) > q.limit && (overflow || n > 0) {
+		if !overflow {
+			q.mu.Unlock()
+			return 0, false, true
+		}
 		first := !q.overflowed
 		q.overflowed = true
 		q.mu.Unlock()
 		if first && q.onOverflow != nil {
 			q.onOverflow()
 		}
-		return false
+		return 0, false, true
+	}
+	if q.pending == nil {
+		q.pending = GetBuf()
 	}
 	*q.pending = append(*q.pending, b...)
+	q.pushed += uint64(len(b))
+	end = q.pushed
 	start := q.startLocked()
 	q.mu.Unlock()
 	if start {
 		go q.runFn()
 	}
-	return true
+	return end, true, false
+}
+
+// WaitRoom blocks until n more bytes fit (or the queue is empty), the
+// queue closes, or deadline passes; it reports false in the last two
+// cases.
+func (q *Queue) WaitRoom(n int, deadline time.Time) bool {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	for {
+		q.mu.Lock()
+		if q.closing || q.dead {
+			q.mu.Unlock()
+			return false
+		}
+		if q.pending == nil || len(*q.pending) == 0 || len(*q.pending)+n <= q.limit {
+			q.mu.Unlock()
+			return true
+		}
+		if q.room == nil {
+			q.room = make(chan struct{})
+		}
+		ch := q.room
+		q.mu.Unlock()
+		select {
+		case <-ch:
+		case <-q.closed:
+			return false
+		case <-t.C:
+			return false
+		}
+	}
+}
+
+// Closing reports whether the queue takes no more bytes.
+func (q *Queue) Closing() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closing || q.dead
 }
 
 // CloseWith appends last (a stream error or the closing tag) after what
@@ -127,9 +244,11 @@ func (q *Queue) CloseWith(last []byte, drop bool) {
 		q.pending = GetBuf()
 	}
 	if drop {
+		q.dropAt = q.pushed - uint64(len(*q.pending))
 		*q.pending = (*q.pending)[:0]
 	}
 	*q.pending = append(*q.pending, last...)
+	q.pushed += uint64(len(last))
 	q.closing = true
 	start := q.startLocked()
 	q.mu.Unlock()
@@ -158,8 +277,19 @@ func (q *Queue) run() {
 		}
 		q.mu.Unlock()
 		q.conn.SetWriteDeadline(time.Now().Add(q.writeTimeout))
-		_, err := q.conn.Write(*b)
+		n, err := q.conn.Write(*b)
 		PutBuf(b)
+		q.mu.Lock()
+		q.written += uint64(n)
+		w := min(q.written, q.dropAt)
+		if q.room != nil {
+			close(q.room)
+			q.room = nil
+		}
+		q.mu.Unlock()
+		if q.onWrite != nil && n > 0 {
+			q.onWrite(w)
+		}
 		if err != nil {
 			q.shut()
 			return
