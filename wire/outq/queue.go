@@ -57,6 +57,10 @@ type Queue struct {
 	// would exceed limit; it closes the session with a stream error.
 	onOverflow func()
 	overflowed bool
+	// requested counts the pending bytes pushed with TryPush or PushAll:
+	// what the client asked for (or a resumption) is paced, never cut, so
+	// it does not count toward the limit that drops slow readers.
+	requested int
 
 	// pushed and written count bytes since New in one space: pushed is
 	// the offset just past the last byte accepted, written the offset
@@ -135,6 +139,7 @@ func (q *Queue) PushAll(b []byte) (end uint64, ok bool) {
 	}
 	*q.pending = append(*q.pending, b...)
 	q.pushed += uint64(len(b))
+	q.requested += len(b)
 	end = q.pushed
 	start := q.startLocked()
 	q.mu.Unlock()
@@ -164,8 +169,13 @@ func (q *Queue) push(b []byte, overflow bool) (end uint64, ok, full bool) {
 	}
 	// A single push larger than the whole limit is let through into an
 	// empty queue when it is asked for (overflow false): waiting could
-	// never make room for it.
-	if n+len(b) > q.limit && (overflow || n > 0) {
+	// never make room for it. Unsolicited bytes are held to the limit
+	// beside what the client asked for.
+	over := n+len(b) > q.limit
+	if overflow {
+		over = n-q.requested+len(b) > q.limit
+	}
+	if over && (overflow || n > 0) {
 		if !overflow {
 			q.mu.Unlock()
 			return 0, false, true
@@ -183,6 +193,9 @@ func (q *Queue) push(b []byte, overflow bool) (end uint64, ok, full bool) {
 	}
 	*q.pending = append(*q.pending, b...)
 	q.pushed += uint64(len(b))
+	if !overflow {
+		q.requested += len(b)
+	}
 	end = q.pushed
 	start := q.startLocked()
 	q.mu.Unlock()
@@ -246,6 +259,7 @@ func (q *Queue) CloseWith(last []byte, drop bool) {
 	if drop {
 		q.dropAt = q.pushed - uint64(len(*q.pending))
 		*q.pending = (*q.pending)[:0]
+		q.requested = 0
 	}
 	*q.pending = append(*q.pending, last...)
 	q.pushed += uint64(len(last))
@@ -264,6 +278,7 @@ func (q *Queue) run() {
 		q.mu.Lock()
 		b := q.pending
 		q.pending = nil
+		q.requested = 0 // the writer has it all now
 		if b == nil || len(*b) == 0 {
 			PutBuf(b)
 			if q.closing {

@@ -468,3 +468,41 @@ func TestNoGoroutineLeak(t *testing.T) {
 		}
 	}
 }
+
+// What the client asked for (TryPush, PushAll) is paced, never counted
+// as slow reading: unsolicited bytes are held to the limit beside it, so
+// an offline flush in progress does not get the client dropped when a
+// presence arrives (issue 14).
+func TestRequestedBytesDoNotCountTowardOverflow(t *testing.T) {
+	a, b := net.Pipe() // nobody reads b: the first write blocks the writer
+	defer a.Close()
+	defer b.Close()
+	overflows := 0
+	q := New(a, 100, 10*time.Second, func() { overflows++ })
+	if !q.Push(make([]byte, 10)) {
+		t.Fatal("first push refused")
+	}
+	// Wait until the writer has taken those 10 bytes (it blocks writing).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		q.mu.Lock()
+		taken := q.pending == nil || len(*q.pending) == 0
+		q.mu.Unlock()
+		if taken {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the writer never took the first push")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, ok, full := q.TryPush(make([]byte, 90)); !ok || full {
+		t.Fatalf("requested push refused: ok %v full %v", ok, full)
+	}
+	if !q.Push(make([]byte, 50)) || overflows != 0 {
+		t.Fatalf("an unsolicited push within the limit beside requested bytes was refused (overflows %d)", overflows)
+	}
+	if q.Push(make([]byte, 60)) || overflows != 1 {
+		t.Fatalf("unsolicited bytes past the limit were taken (overflows %d)", overflows)
+	}
+}
