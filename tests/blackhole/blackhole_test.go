@@ -35,6 +35,7 @@ type result struct {
 	Stamped int      `json:"stamped"`
 	Bounced []string `json:"bounced"`
 	Resumed bool     `json:"resumed"`
+	IQ      string   `json:"iq"` // what became of an iq sent to the dead resource
 }
 
 func startRoost(t *testing.T, resume time.Duration) *server.Server {
@@ -182,6 +183,9 @@ func play(t *testing.T, lib, which string) {
 	case "offline":
 		if r.Stamped != len(r.Sent) {
 			t.Errorf("%d of %d offline messages carry a delay stamp", r.Stamped, len(r.Sent))
+		}
+		if r.IQ != "service-unavailable" {
+			t.Errorf("the iq sent to the dead resource: %q, want service-unavailable back to its sender", r.IQ)
 		}
 	}
 }

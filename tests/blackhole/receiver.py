@@ -128,6 +128,19 @@ async def main(a):
         m = sender.make_message(mto=to, mbody=mid, mtype="chat")
         m["id"] = mid
         m.send()
+    # An iq to the dead resource: answered by the client after it resumes,
+    # or, once the session is gone for good, bounced to the sender with
+    # service-unavailable; never left unanswered.
+    async def dead_iq():
+        from slixmpp.exceptions import IqError, IqTimeout
+        try:
+            await sender.plugin["xep_0199"].ping(jid=full, timeout=80)
+            return "answered"
+        except IqError as e:
+            return e.iq["error"]["condition"]
+        except IqTimeout:
+            return "timeout"
+    iq_task = asyncio.ensure_future(dead_iq())
     # One stream's stanzas are handled in order: once the pong is back,
     # every message above was routed.
     await within(sender.plugin["xep_0199"].ping(jid=a.domain, timeout=20), 25, "pong after the messages")
@@ -165,8 +178,10 @@ async def main(a):
     sender.send_message(mto=full, mbody="marker", mtype="normal")
     await within(marker.wait(), 30, "marker")
 
+    iq = await within(iq_task, 90, "the answer to the iq sent while the link was dead")
     got = [mid for mid, _ in arrivals]
     say("result", json.dumps({
+        "iq": iq,
         "sent": ids, "got": got, "stamped": sum(1 for _, st in arrivals if st),
         "bounced": bounced, "resumed": resumed.is_set(),
     }))
