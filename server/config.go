@@ -108,6 +108,25 @@ type DevicesConfig struct {
 	// device's roster) or "anyone". Others get forbidden from the server
 	// and the device never sees the request.
 	AcceptFrom string `json:"accept_from"`
+
+	// Bounds of the binding's acknowledgements (docs/datagram-binding.md
+	// §5), added by the delivery issue (14): each is something a device
+	// that stops acknowledging, or a burst of devices, makes us hold.
+	//
+	// AckRetries is how many retransmission timeouts in a row (500 ms
+	// doubling to 8 s) without an ack make a device count as gone.
+	AckRetries int `json:"ack_retries"`
+	// AckWindow is how many stanzas may be in flight (sent, not yet
+	// acknowledged) to one device.
+	AckWindow int `json:"ack_window"`
+	// MaxUnacked is how many stanzas are held for one device (in flight
+	// or waiting for the window); one more ends its session and they
+	// follow the gone-for-good rule (other resources, offline, bounced).
+	MaxUnacked int `json:"max_unacked"`
+	// SocketBufferBytes is the receive buffer asked for the devices' one
+	// UDP socket, so a burst from many devices is not lost in the kernel
+	// (Linux caps it at net.core.rmem_max without CAP_NET_ADMIN).
+	SocketBufferBytes int `json:"socket_buffer_bytes"`
 }
 
 // TLSConfig selects the certificate and whether encryption is mandatory.
@@ -312,6 +331,10 @@ func (c *Config) Validate() error {
 		{"uplink.component.queue_bytes", c.Uplink.Component.QueueBytes, l.StanzaBytes},
 		{"devices.max_handshakes", c.Devices.MaxHandshakes, 1},
 		{"devices.handshake_failures_per_minute", c.Devices.HandshakeFailuresPerMinute, 1},
+		{"devices.ack_retries", c.Devices.AckRetries, 1},
+		{"devices.ack_window", c.Devices.AckWindow, 1},
+		{"devices.max_unacked", c.Devices.MaxUnacked, 1},
+		{"devices.socket_buffer_bytes", c.Devices.SocketBufferBytes, 65536},
 		{"scram_iterations", c.ScramIterations, 4096},
 	}
 	for _, ch := range checks {
@@ -339,6 +362,9 @@ func (c *Config) Validate() error {
 	}
 	if c.S2S.IdleTimeout.D() < time.Second {
 		return fmt.Errorf("key \"s2s.idle_timeout\": %s is too short (at least 1s)", c.S2S.IdleTimeout.D())
+	}
+	if d := &c.Devices; d.MaxUnacked < d.AckWindow {
+		return fmt.Errorf("key \"devices.max_unacked\": %d is smaller than devices.ack_window %d (hold at least a window: raise it to %d or lower the window)", d.MaxUnacked, d.AckWindow, d.AckWindow)
 	}
 	switch c.Devices.AcceptFrom {
 	case "owners", "contacts", "anyone":

@@ -23,6 +23,10 @@ func (s *Server) startDevices() error {
 		MaxHandshakes:              cfg.Devices.MaxHandshakes,
 		HandshakeFailuresPerMinute: cfg.Devices.HandshakeFailuresPerMinute,
 		DatagramBytes:              cfg.Limits.DatagramBytes,
+		AckRetries:                 cfg.Devices.AckRetries,
+		AckWindow:                  cfg.Devices.AckWindow,
+		MaxUnacked:                 cfg.Devices.MaxUnacked,
+		SocketBufferBytes:          cfg.Devices.SocketBufferBytes,
 	}, s.store, s.router, s.route, s.log)
 	if err != nil {
 		return err

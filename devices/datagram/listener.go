@@ -22,6 +22,7 @@ import (
 	"github.com/pion/dtls/v3"
 
 	"roost/devices"
+	"roost/devices/datagram/ack"
 	"roost/server/ratelimit"
 	"roost/server/router"
 	"roost/server/session"
@@ -47,6 +48,28 @@ type Config struct {
 	MaxHandshakes              int           // handshakes running at once
 	HandshakeFailuresPerMinute int           // proven failures per address before it is refused
 	DatagramBytes              int           // largest stanza sent to a device
+
+	// The acknowledgements and the socket (docs/datagram-binding.md §5):
+	// bounds a device could otherwise make the server hold. Zero takes
+	// the default named, which is also config.json's.
+	AckRetries        int // devices.ack_retries: timeouts in a row before a device is gone (ack.DefaultMaxRetries)
+	AckWindow         int // devices.ack_window: stanzas in flight to a device (ack.DefaultWindow)
+	MaxUnacked        int // devices.max_unacked: stanzas held for a device before its session ends (ack.DefaultMaxQueue)
+	SocketBufferBytes int // devices.socket_buffer_bytes: UDP receive buffer asked for (DefaultSocketBufferBytes)
+}
+
+// ackOptions are the acknowledgement bounds for one device's sender; the
+// ack package turns zeros into its defaults.
+func (c *Config) ackOptions() ack.Options {
+	return ack.Options{MaxRetries: c.AckRetries, Window: c.AckWindow, MaxQueue: c.MaxUnacked}
+}
+
+// socketBuffer is the receive buffer to ask for.
+func (c *Config) socketBuffer() int {
+	if c.SocketBufferBytes > 0 {
+		return c.SocketBufferBytes
+	}
+	return DefaultSocketBufferBytes
 }
 
 // Listener accepts device associations. Each is a bound session of the
@@ -87,7 +110,7 @@ func Listen(cfg Config, store *storage.Store, rt *router.Router, host session.Ho
 		fail:     ratelimit.NewFailures(cfg.HandshakeFailuresPerMinute, time.Minute, maxFailureAddrs),
 		sessions: make(map[*device]struct{}),
 	}
-	rcvbuf := 0
+	rcvbuf, wantBuf := 0, cfg.socketBuffer()
 	l.ln, err = dtls.ListenWithOptions("udp", ua,
 		dtls.WithPSK(func(identity []byte) ([]byte, error) {
 			d, _, err := devices.Lookup(store, cfg.Domain, string(identity))
@@ -115,7 +138,7 @@ func Listen(cfg Config, store *storage.Store, rt *router.Router, host session.Ho
 		// netstat -su), before pion or Roost saw them. A larger buffer
 		// absorbs bursts; the binding's acknowledgements recover the rest.
 		dtls.WithListenConfig(net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-			rcvbuf, _ = setRecvBuffer(c, recvBufferBytes)
+			rcvbuf, _ = setRecvBuffer(c, wantBuf)
 			return nil
 		}}),
 	)
@@ -123,9 +146,9 @@ func Listen(cfg Config, store *storage.Store, rt *router.Router, host session.Ho
 		return nil, fmt.Errorf("listen.dtls %s: %w", addr, err)
 	}
 	log.Info("listening for devices", "addr", l.ln.Addr().String(), "transport", "dtls", "receive_buffer", rcvbuf)
-	if rcvbuf > 0 && rcvbuf < recvBufferBytes {
-		log.Warn("dtls: the UDP receive buffer is smaller than asked; bursts from many devices may be lost and retransmitted (raise net.core.rmem_max)",
-			"asked", recvBufferBytes, "got", rcvbuf)
+	if rcvbuf > 0 && rcvbuf < wantBuf {
+		log.Warn("dtls: the UDP receive buffer is smaller than asked; bursts from many devices may be lost and retransmitted (raise net.core.rmem_max, or lower devices.socket_buffer_bytes)",
+			"asked", wantBuf, "got", rcvbuf)
 	}
 	l.wg.Add(1)
 	go l.accept()
@@ -232,7 +255,7 @@ func (l *Listener) Close() error {
 // its minute.
 const maxFailureAddrs = 10000
 
-// recvBufferBytes is the receive buffer asked for the devices' UDP socket:
-// 4 MiB, the usual net.core.rmem_max, about 6,000 small datagrams queued.
-// TODO(config): devices.socket_buffer_bytes once helper "sm" adds the key.
-const recvBufferBytes = 4 << 20
+// DefaultSocketBufferBytes is the receive buffer asked for the devices'
+// UDP socket unless devices.socket_buffer_bytes says otherwise: 4 MiB, the
+// usual net.core.rmem_max, about 6,000 small datagrams queued.
+const DefaultSocketBufferBytes = 4 << 20

@@ -73,7 +73,7 @@ func newDevice(l *Listener, c *dtls.Conn, full jid.JID, name string) *device {
 // one stanza as one datagram, once. With them it hands the stanza to the
 // ack sender, which numbers it, sends it when the window allows and holds
 // it until the device acknowledges it; more than the sender holds
-// (maxUnacked) means the device is not keeping up: the session ends and
+// (devices.max_unacked) means the device is not keeping up: the session ends and
 // what it held is undelivered (docs/datagram-binding.md §5). UDP writes do
 // not wait for the peer, so this does not block the sender for long.
 func (d *device) Push(b []byte) bool {
@@ -119,8 +119,7 @@ func (d *device) enableAcks() *ack.Sender {
 	if as := d.acks.Load(); as != nil || d.ended {
 		return as
 	}
-	as := ack.NewSender(ack.Options{MaxRetries: ackRetries, Window: ackWindow, MaxQueue: maxUnacked},
-		d.write, func() { d.end("no acknowledgement from the device") })
+	as := ack.NewSender(d.l.cfg.ackOptions(), d.write, func() { d.end("no acknowledgement from the device") })
 	d.acks.Store(as)
 	return as
 }
@@ -291,15 +290,6 @@ func (s *device) datagram(b []byte) {
 var (
 	nsAck   = []byte(ack.NS)
 	enabled = []byte("<enabled xmlns='urn:xmpp:sm:3'/>")
-)
-
-// Bounds of the acknowledgements to a device (docs/datagram-binding.md §5).
-// TODO(config): devices.ack_retries, devices.ack_window and
-// devices.max_unacked once helper "sm" adds the keys.
-const (
-	ackRetries = ack.DefaultMaxRetries // timeouts in a row (0.5 s doubling to 8 s) before the device is gone
-	ackWindow  = ack.DefaultWindow     // stanzas in flight to a device
-	maxUnacked = ack.DefaultMaxQueue   // stanzas held for a device before it is taken as gone
 )
 
 // datagramReader yields the synthetic stream header, then one datagram.
