@@ -25,9 +25,10 @@ type outbound struct {
 	domain string
 
 	mu         sync.Mutex
-	q          *outq.Queue // the authenticated stream's writer; nil until then
-	queue      [][]byte    // stanzas waiting for the stream, in order
-	queued     int         // bytes in queue
+	q          *outq.Queue  // the authenticated stream's writer; nil until then
+	unsent     *outq.Unsent // what q was given and has not written yet
+	queue      [][]byte     // stanzas waiting for the stream, in order
+	queued     int          // bytes in queue
 	connecting bool
 	gone       bool      // removed from svc.out: senders must look the domain up again
 	last       time.Time // last stanza sent on or read from the stream
@@ -49,7 +50,7 @@ func (o *outbound) send(b []byte) bool {
 	}
 	o.last = time.Now()
 	if o.q != nil {
-		if o.q.Push(b) {
+		if o.unsent.Push(o.q, b) {
 			o.mu.Unlock()
 			return true
 		}
@@ -101,10 +102,12 @@ func (o *outbound) connect() {
 	}
 	// Queued stanzas first, in order, then whatever arrives meanwhile.
 	wq := outq.New(st.nc, o.svc.cfg.QueueBytes, 30*time.Second, func() { st.nc.Close() })
+	unsent := &outq.Unsent{}
+	unsent.Track(wq)
 	for _, b := range q {
-		wq.Push(b)
+		unsent.Push(wq, b)
 	}
-	o.q, o.state, o.last = wq, "up since "+time.Now().Format(time.TimeOnly)+", authenticated by "+how, time.Now()
+	o.q, o.unsent, o.state, o.last = wq, unsent, "up since "+time.Now().Format(time.TimeOnly)+", authenticated by "+how, time.Now()
 	// The idle timer closes the stream when nothing was sent for
 	// IdleTimeout: it is also what ends this goroutine's read of a peer
 	// that went away without closing. idle is only used under o.mu.
@@ -131,6 +134,12 @@ func (o *outbound) connect() {
 	wq.CloseWith([]byte("</stream:stream>"), false)
 	wq.Wait(time.Second)
 	st.nc.Close()
+	wq.Wait(time.Second)
+	// What the stream never wrote goes back to its senders (issue 14:
+	// accepted means delivered, stored or bounced, never dropped).
+	for _, b := range unsent.Take() {
+		o.svc.undeliverable(b, stanza.RemoteServerTimeout, "the stream to "+o.domain+" ended before this was sent")
+	}
 	o.svc.drop(o, o.unused)
 }
 

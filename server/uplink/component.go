@@ -74,9 +74,10 @@ type Link struct {
 	in  Inbound
 
 	mu      sync.Mutex
-	q       *outq.Queue // the up link's writer; nil while down
-	queue   [][]byte    // messages held while down, in order
-	queued  int         // bytes in queue
+	q       *outq.Queue  // the up link's writer; nil while down
+	unsent  *outq.Unsent // what q was given and has not written
+	queue   [][]byte     // messages held while down, in order
+	queued  int          // bytes in queue
 	state   string
 	since   time.Time
 	lastErr string
@@ -134,7 +135,7 @@ func (l *Link) Send(kind stanza.Kind, b []byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.q != nil {
-		if l.q.Push(b) {
+		if l.unsent.Push(l.q, b) {
 			return nil
 		}
 		// The link's writer is closing (the stream failed under us):
@@ -239,11 +240,13 @@ func (l *Link) session(ctx context.Context) error {
 		l.log.Warn("uplink: the upstream does not read; reconnecting")
 		nc.Close()
 	})
+	unsent := &outq.Unsent{}
+	unsent.Track(q)
 	l.mu.Lock()
-	l.q = q
+	l.q, l.unsent = q, unsent
 	queued := len(l.queue)
 	for _, b := range l.queue {
-		q.Push(b)
+		unsent.Push(q, b)
 	}
 	l.queue, l.queued = nil, 0
 	l.state, l.since = "up", time.Now()
@@ -253,6 +256,26 @@ func (l *Link) session(ctx context.Context) error {
 		l.mu.Lock()
 		l.q = nil
 		l.mu.Unlock()
+		nc.Close()
+		q.Wait(time.Second)
+		// Messages the link never wrote wait for the next connection,
+		// first, in order (issue 14: never dropped silently); an iq or
+		// presence in flight is lost with the link, as when it is down.
+		var again [][]byte
+		for _, b := range unsent.Take() {
+			if stanza.KindOf(b) == stanza.Message {
+				again = append(again, b)
+			}
+		}
+		if len(again) > 0 {
+			l.mu.Lock()
+			for _, b := range again {
+				l.queued += len(b)
+			}
+			l.queue = append(again, l.queue...)
+			l.mu.Unlock()
+			l.log.Info("uplink: kept messages the link did not write for the next connection", "messages", len(again))
+		}
 	}()
 	l.in.LinkUp()
 	return l.read(q, scan)
