@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/signal"
@@ -63,7 +64,9 @@ commands:
   device rekey NAME    give a device a new PSK (printed once)
   device simulate -psk HEX [-every 5s] [-server HOST:PORT] NAME
                        run a virtual sensor over DTLS: reports a reading, answers
-                       the XEP-0050 commands "read" and "set"
+                       the XEP-0050 commands "read" and "set"; like a real device it
+                       connects again whenever the gateway goes away (after 1 s,
+                       doubling to 30 s, with jitter) until interrupted
   bench -target HOST:PORT -domain D -users N -scenario login|chat|idle|presence [-duration 10s] [-rate R]
                        load any XMPP server and print figures (see BENCHMARKS.md);
                        -raw drives "bench relay" instead
@@ -355,7 +358,8 @@ func readPassword(stdin io.Reader, stderr io.Writer) (string, error) {
 	return strings.TrimRight(line, "\r\n"), nil
 }
 
-// simulate runs a virtual sensor until interrupted.
+// simulate runs a virtual sensor until interrupted, connecting again
+// whenever the association is lost (runSimulator).
 func simulate(cfg *server.Config, name, pskHex, target string, every time.Duration) error {
 	psk, err := hex.DecodeString(pskHex)
 	if err != nil || len(psk) == 0 {
@@ -378,15 +382,72 @@ func simulate(cfg *server.Config, name, pskHex, target string, every time.Durati
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	dctx, cancel := context.WithTimeout(ctx, cfg.Devices.HandshakeTimeout.D()+5*time.Second)
-	s, err := simulator.Dial(dctx, simulator.Options{Server: target, Identity: identity, PSK: psk, Every: every, Log: log})
-	cancel()
-	if err != nil {
-		return err
+	o := simulator.Options{Server: target, Identity: identity, PSK: psk, Every: every, Log: log}
+	return runSimulator(ctx, o, cfg.Devices.HandshakeTimeout.D()+5*time.Second, simulateBackoff)
+}
+
+// backoff is how long a device waits before connecting again: Min after
+// the first loss, doubling at each failure in a row up to Max, each wait
+// drawn between half of it and all of it (jitter), so that a gateway
+// restarting does not see every device of a site come back in the same
+// instant. It starts again from Min once a session lasted Max.
+type backoff struct {
+	Min, Max time.Duration
+}
+
+// simulateBackoff is the simulator's: 1 s doubling to 30 s.
+var simulateBackoff = backoff{Min: time.Second, Max: 30 * time.Second}
+
+// runSimulator runs the device of o until ctx ends, as a real device
+// would: it connects (each handshake bounded by dialTimeout), runs, and
+// whenever the association is lost (the gateway stopped acknowledging,
+// docs/datagram-binding.md §5.3, closed it, or restarted) or could not be
+// made, waits as b says and connects again, logging each attempt. It
+// returns nil once ctx ends.
+func runSimulator(ctx context.Context, o simulator.Options, dialTimeout time.Duration, b backoff) error {
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+		o.Log = log
 	}
-	defer s.Close()
-	log.Info("simulated device online", "identity", identity, "server", target, "every", every)
-	return s.Run(ctx)
+	wait := b.Min
+	for attempt := 1; ; attempt++ {
+		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		s, err := simulator.Dial(dctx, o)
+		cancel()
+		if ctx.Err() != nil {
+			if s != nil {
+				s.Close()
+			}
+			return nil
+		}
+		if err == nil {
+			log.Info("simulated device online", "identity", o.Identity, "server", o.Server, "every", o.Every, "attempt", attempt)
+			began := time.Now()
+			err = s.Run(ctx)
+			s.Close()
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err == nil {
+				err = errors.New("the device stopped")
+			}
+			if time.Since(began) >= b.Max {
+				wait = b.Min // it was up for a while: start the backoff afresh
+			}
+			attempt = 0
+		}
+		d := wait/2 + rand.N(wait/2+1)
+		log.Warn("simulated device offline; connecting again", "err", err, "in", d.Round(time.Millisecond), "attempt", attempt+1)
+		wait = min(2*wait, b.Max)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // adminConfig is the config file an administration command reads: the one

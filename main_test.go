@@ -2,21 +2,27 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"roost/devices"
+	"roost/devices/simulator"
 	"roost/server"
 	"roost/server/control"
 	"roost/server/sysservice"
 	"roost/storage"
+	"roost/tests/testutil"
 )
 
 // cli runs the roost CLI in-process.
@@ -281,4 +287,99 @@ func TestWriteServiceConfig(t *testing.T) {
 	if b, _ := os.ReadFile(path); string(b) != `{"domain": "gw1.example.org"}` {
 		t.Fatalf("config changed: %s", b)
 	}
+}
+
+// TestSimulateReconnects (issue 14): `device simulate` behaves as a real
+// device: when the gateway goes away (here it restarts on the same port)
+// it connects again, with backoff, instead of exiting, and stops only when
+// interrupted.
+func TestSimulateReconnects(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.json")
+	body := fmt.Sprintf(`{"data_dir": %q, "listen": {"c2s": "127.0.0.1:0", "c2s_tls": "", "dtls": "127.0.0.1:0", "s2s": ""}}`, filepath.Join(dir, "data"))
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := server.LoadConfig(defaultConfig, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startServer := func(cfg *server.Config) (*server.Server, *testutil.LockedBuffer) {
+		t.Helper()
+		logs := &testutil.LockedBuffer{}
+		srv := server.New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return srv, logs
+	}
+	waitFor := func(what string, logs *testutil.LockedBuffer, s string, n int) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for strings.Count(logs.String(), s) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no %d log lines with %q in:\n%s", what, n, s, logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	first, firstLogs := startServer(cfg)
+	firstUp := true
+	defer func() {
+		if firstUp {
+			first.Shutdown(context.Background())
+		}
+	}()
+	d, err := devices.Add(first.Store(), "localhost", "thermo1", "thermometer", "Kitchen", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := first.DevicesAddr().(*net.UDPAddr).Port
+	simLogs := &testutil.LockedBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- runSimulator(ctx, simulator.Options{
+			Server:   net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+			Identity: "thermo1@localhost/" + devices.DefaultResource,
+			PSK:      d.PSK,
+			Every:    100 * time.Millisecond,
+			Log:      slog.New(slog.NewTextHandler(simLogs, nil)),
+		}, 2*time.Second, backoff{Min: 200 * time.Millisecond, Max: time.Second})
+	}()
+	waitFor("first server", firstLogs, "dtls: device connected", 1)
+	waitFor("simulator", simLogs, "simulated device online", 1)
+
+	// The gateway restarts: the old association ends (its close alert),
+	// the simulator retries until the new server answers on the same port.
+	firstUp = false
+	if err := first.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	again := *cfg
+	again.Listen.DTLS = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	second, secondLogs := startServer(&again)
+	defer second.Shutdown(context.Background())
+	waitFor("second server", secondLogs, "dtls: device connected", 1)
+	waitFor("simulator", simLogs, "simulated device online", 2)
+	if !strings.Contains(simLogs.String(), "connecting again") {
+		t.Fatalf("no reconnection attempt logged:\n%s", simLogs.String())
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the simulator stopped by itself: %v\n%s", err, simLogs.String())
+	default:
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("interrupted simulator: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the simulator did not stop when interrupted")
+	}
+	t.Logf("simulator:\n%s", simLogs.String())
 }
