@@ -170,6 +170,7 @@ func Serve(env *Env, nc net.Conn, directTLS bool) {
 // may have ended anywhere from the TLS handshake on the XEP-0368 port (no
 // scanner yet, nothing to say in XML) to resource binding.
 func (c *Conn) finishUnbound(err error) {
+	c.resetSASL() // an attempt the client abandoned ends with the connection
 	defer c.nc.Close()
 	if c.scan != nil {
 		defer c.scan.Release()

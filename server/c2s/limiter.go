@@ -37,6 +37,11 @@ type AuthLimiter struct {
 	mu       sync.Mutex
 	addrs    ratelimit.Table[ratelimit.Bucket]
 	accounts ratelimit.Table[account]
+	// inflight counts, per address, the attempts holding a token that
+	// have not ended yet (at most one per connection, so bounded by
+	// limits.connections); concluded wakes attempts waiting for one.
+	inflight  map[string]int
+	concluded *sync.Cond
 }
 
 // account is an account's bucket and the addresses that recently failed
@@ -69,29 +74,75 @@ const (
 // perAccountPerMinute per account (limits.auth_failures_per_account),
 // each as a bucket of that size refilled over a minute.
 func NewAuthLimiter(perAddrPerMinute, perAccountPerMinute int) *AuthLimiter {
-	return &AuthLimiter{
+	l := &AuthLimiter{
 		perAddr:    float64(max(perAddrPerMinute, 1)),
 		perAccount: float64(max(perAccountPerMinute, 1)),
 		maxEntries: defaultMaxEntries,
 		memory:     failureMemory,
 		now:        time.Now,
+		inflight:   make(map[string]int),
 	}
+	l.concluded = sync.NewCond(&l.mu)
+	return l
 }
 
 // Begin takes a token from ip's bucket for a new attempt. When the bucket
 // is empty the attempt must be refused; wait says when a token will be
 // there.
-func (l *AuthLimiter) Begin(ip string) (wait time.Duration, ok bool) {
+//
+// A bucket emptied by attempts still in flight, not by failures, is not
+// a reason to refuse: many clients behind one address (a NAT, a gateway's
+// own sensors after a power cut) log in at once and succeed. Such an
+// attempt waits, until until at the latest, for one of them to end: a
+// success gives its token back, a failure keeps it. Every Begin that
+// returns ok must be followed by one End.
+func (l *AuthLimiter) Begin(ip string, until time.Time) (wait time.Duration, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.now()
-	l.expire(now)
-	b := l.addrs.Get(ip)
-	if b == nil {
-		b = l.addrs.Put(ip, ratelimit.FullBucket(now, l.perAddr), l.maxEntries)
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		now := l.now()
+		l.expire(now)
+		b := l.addrs.Get(ip)
+		if b == nil {
+			b = l.addrs.Put(ip, ratelimit.FullBucket(now, l.perAddr), l.maxEntries)
+		}
+		b.Refill(now, l.perAddr)
+		if wait, ok = b.Take(l.perAddr); ok {
+			l.inflight[ip]++
+			return 0, true
+		}
+		if l.inflight[ip] == 0 || !time.Now().Before(until) {
+			return wait, false
+		}
+		if timer == nil {
+			timer = time.AfterFunc(time.Until(until), func() {
+				l.mu.Lock()
+				l.concluded.Broadcast()
+				l.mu.Unlock()
+			})
+		}
+		l.concluded.Wait()
 	}
-	b.Refill(now, l.perAddr)
-	return b.Take(l.perAddr)
+}
+
+// End marks the end of an attempt Begin let through, whatever its outcome
+// (after Succeeded or Failed, or when the client gave up), so that
+// attempts waiting in Begin look at the bucket again.
+func (l *AuthLimiter) End(ip string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := l.inflight[ip]; n <= 1 {
+		delete(l.inflight, ip)
+	} else {
+		l.inflight[ip] = n - 1
+	}
+	l.concluded.Broadcast()
 }
 
 // Account is called once the attempt from ip names its account, before

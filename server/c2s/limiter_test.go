@@ -19,42 +19,42 @@ func newTestLimiter(perAddr, perAccount int) (*AuthLimiter, *time.Time) {
 func TestAddressBucket(t *testing.T) {
 	l, now := newTestLimiter(3, 100)
 	for i := 0; i < 3; i++ {
-		if _, ok := l.Begin("10.0.0.1"); !ok {
+		if _, ok := l.Begin("10.0.0.1", time.Time{}); !ok {
 			t.Fatalf("attempt %d refused within the budget", i)
 		}
 	}
-	wait, ok := l.Begin("10.0.0.1")
+	wait, ok := l.Begin("10.0.0.1", time.Time{})
 	if ok {
 		t.Fatal("attempt over the budget allowed")
 	}
 	if wait <= 0 || wait > 20*time.Second {
 		t.Fatalf("wait %s, want up to the 20s a token takes to refill", wait)
 	}
-	if _, ok := l.Begin("10.0.0.2"); !ok {
+	if _, ok := l.Begin("10.0.0.2", time.Time{}); !ok {
 		t.Fatal("another address is refused")
 	}
 	*now = now.Add(wait)
-	if _, ok := l.Begin("10.0.0.1"); !ok {
+	if _, ok := l.Begin("10.0.0.1", time.Time{}); !ok {
 		t.Fatalf("no token after the announced wait %s", wait)
 	}
-	if _, ok := l.Begin("10.0.0.1"); ok {
+	if _, ok := l.Begin("10.0.0.1", time.Time{}); ok {
 		t.Fatal("the refill gave more than one token")
 	}
 	// A success gives its token back.
 	*now = now.Add(20 * time.Second)
-	if _, ok := l.Begin("10.0.0.1"); !ok {
+	if _, ok := l.Begin("10.0.0.1", time.Time{}); !ok {
 		t.Fatal("refused after a refill")
 	}
 	l.Succeeded("10.0.0.1", "alice", false)
-	if _, ok := l.Begin("10.0.0.1"); !ok {
+	if _, ok := l.Begin("10.0.0.1", time.Time{}); !ok {
 		t.Fatal("a successful login's token was not given back")
 	}
 	// The bucket never holds more than its size.
 	*now = now.Add(time.Hour)
 	for i := 0; i < 3; i++ {
-		l.Begin("10.0.0.1")
+		l.Begin("10.0.0.1", time.Time{})
 	}
-	if _, ok := l.Begin("10.0.0.1"); ok {
+	if _, ok := l.Begin("10.0.0.1", time.Time{}); ok {
 		t.Fatal("an idle hour filled the bucket past its size")
 	}
 }
@@ -112,7 +112,7 @@ func TestLimiterBounded(t *testing.T) {
 	l.maxEntries = 100
 	for i := 0; i < 1000; i++ {
 		ip := fmt.Sprintf("10.%d.%d.1", i/256, i%256)
-		l.Begin(ip)
+		l.Begin(ip, time.Time{})
 		l.Account(ip, fmt.Sprintf("user%d", i))
 		l.Failed(ip, fmt.Sprintf("user%d", i))
 	}
@@ -123,7 +123,7 @@ func TestLimiterBounded(t *testing.T) {
 	// limiter drops up to expireSteps of them.
 	*now = now.Add(time.Minute)
 	for i := 0; i < 60; i++ {
-		l.Begin("172.16.0.1")
+		l.Begin("172.16.0.1", time.Time{})
 	}
 	if a, _ := l.Len(); a > 1 {
 		t.Fatalf("%d addresses still tracked after their buckets refilled", a)
@@ -134,7 +134,7 @@ func TestLimiterBounded(t *testing.T) {
 	}
 	*now = now.Add(failureMemory)
 	for i := 0; i < 60; i++ {
-		l.Begin("172.16.0.1")
+		l.Begin("172.16.0.1", time.Time{})
 	}
 	if _, u := l.Len(); u > 0 {
 		t.Fatalf("%d accounts still tracked after their failures were forgotten", u)
@@ -146,5 +146,46 @@ func TestLimiterBounded(t *testing.T) {
 	}
 	if n := len(l.accounts.Peek("carol").failed); n != maxFailedAddrs {
 		t.Fatalf("%d failed addresses remembered, bound %d", n, maxFailedAddrs)
+	}
+}
+
+// Attempts that find the address's bucket emptied by attempts still in
+// flight wait for one of them to end instead of being refused: many
+// clients behind one address log in at once. A success gives its token
+// back to a waiter; once every token was spent on failures, waiters are
+// refused.
+func TestBeginWaitsForInFlight(t *testing.T) {
+	l := NewAuthLimiter(2, 30)
+	until := time.Now().Add(5 * time.Second)
+	for i := 0; i < 2; i++ {
+		if _, ok := l.Begin("10.0.0.9", until); !ok {
+			t.Fatalf("attempt %d refused with tokens left", i)
+		}
+	}
+	got := make(chan bool, 1)
+	go func() { _, ok := l.Begin("10.0.0.9", until); got <- ok }()
+	// The first attempt succeeds: its token goes to the waiter.
+	l.Succeeded("10.0.0.9", "alice", false)
+	l.End("10.0.0.9")
+	select {
+	case ok := <-got:
+		if !ok {
+			t.Fatal("the waiting attempt was refused although a token came back")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting attempt did not get the returned token")
+	}
+	// The other two fail: their tokens stay spent, and a new attempt is
+	// refused once nothing is in flight.
+	go func() { _, ok := l.Begin("10.0.0.9", until); got <- ok }()
+	l.End("10.0.0.9")
+	l.End("10.0.0.9")
+	select {
+	case ok := <-got:
+		if ok {
+			t.Fatal("an attempt got through with every token spent on failures")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the attempt kept waiting with nothing in flight")
 	}
 }

@@ -41,8 +41,8 @@ func (c *Conn) sasl(tok *xmlscan.Token) (done bool, err error) {
 	case "auth":
 		// The token is taken before anything is checked: that is what
 		// bounds parallel guessing from one address.
-		c.saslState = saslState{}
-		wait, ok := c.env.Limiter.Begin(c.ip)
+		c.resetSASL()
+		wait, ok := c.env.Limiter.Begin(c.ip, c.authDeadline)
 		if !ok {
 			return false, c.saslRefused(wait, "too many failed logins from your address")
 		}
@@ -85,7 +85,7 @@ func (c *Conn) sasl(tok *xmlscan.Token) (done bool, err error) {
 		}
 		return false, c.saslFailure("malformed-request", false)
 	case "abort":
-		c.saslState = saslState{}
+		c.resetSASL()
 		return false, c.saslFailure("aborted", false)
 	}
 	return false, fail(stanza.StreamUnsupportedStanzaType, "<%s/> is not a SASL element", tok.Local)
@@ -255,7 +255,7 @@ func (c *Conn) saslSuccess(local string, additional []byte) (bool, error) {
 	if st := c.saslState; st.addrTaken {
 		c.env.Limiter.Succeeded(c.ip, local, st.accountTaken && st.account == local)
 	}
-	c.saslState = saslState{}
+	c.resetSASL()
 	c.authed = local
 	c.sentHead = false
 	c.scan.Reset(activityReader{c})
@@ -283,7 +283,7 @@ func saslElement(name string, data []byte) []byte {
 // maxAuthFailures, after which the stream is closed.
 func (c *Conn) saslFailure(cond string, counted bool) error {
 	st := c.saslState
-	c.saslState = saslState{}
+	c.resetSASL()
 	if counted {
 		c.failures++
 		if st.account != "" {
@@ -313,7 +313,7 @@ func (c *Conn) claimAccount(local string) (refused bool, err error) {
 // mechanism (slixmpp tries its next one, then gives up), so it counts
 // towards the stream's maxAuthFailures.
 func (c *Conn) saslRefused(wait time.Duration, why string) error {
-	c.saslState = saslState{}
+	c.resetSASL()
 	c.failures++
 	secs := int((wait + time.Second - 1) / time.Second)
 	c.log.Info("c2s: login refused by the rate limit", "retry_after_s", secs)
@@ -339,4 +339,13 @@ func (c *Conn) writeFailure(cond, text string) error {
 		return fail(stanza.StreamPolicyViolation, "too many failed authentication attempts")
 	}
 	return nil
+}
+
+// resetSASL ends the SASL attempt under way, if any: an attempt that took
+// its address's token tells the limiter it is over (AuthLimiter.End).
+func (c *Conn) resetSASL() {
+	if c.saslState.addrTaken {
+		c.env.Limiter.End(c.ip)
+	}
+	c.saslState = saslState{}
 }

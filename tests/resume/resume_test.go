@@ -2,7 +2,7 @@
 // resumption of many XEP-0198 sessions at once after a simulated Wi-Fi
 // drop. N raw Go clients (ROOST_RESUME_SESSIONS, default 50; the recorded
 // figure uses 1000) log in to an in-process Roost through one
-// testutil.Blackhole with STARTTLS, SASL PLAIN, bind, <enable
+// testutil.Blackhole with STARTTLS, SASL SCRAM-SHA-256, bind, <enable
 // resume='true'/> and initial presence, receive and acknowledge one
 // message each, and then the link dies without a FIN (Blackhole.Cut).
 // A sender connected directly sends each of them two messages. When the
@@ -22,6 +22,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"github.com/xdg-go/scram"
 	"io"
 	"log/slog"
 	"net"
@@ -47,9 +48,9 @@ const (
 )
 
 // loginWorkers bounds the logins in flight while the sessions are set
-// up: TLS handshakes and PBKDF2 (SASL PLAIN is checked against the
-// stored SCRAM keys) are CPU-bound, and a thousand at once would only
-// make each slower. The reconnection phase is not bounded: all clients
+// up: TLS handshakes and the clients' PBKDF2 (SCRAM) are CPU-bound, and
+// a thousand at once would only make each slower. A client keeps its
+// salted password for the resumption, as RFC 5802 §5.1 allows. The reconnection phase is not bounded: all clients
 // come back at once, which is the figure measured.
 const loginWorkers = 16
 
@@ -203,10 +204,11 @@ type client struct {
 	dec      *xml.Decoder
 	deadline time.Time
 
-	jid    string // full JID after bind
-	previd string // the XEP-0198 resumption id
-	in     uint32 // stanzas received since <enable/> (the client's h)
-	out    uint32 // stanzas sent since <enable/>
+	sc     *scram.Client // kept from login to resumption (cached salted password)
+	jid    string        // full JID after bind
+	previd string        // the XEP-0198 resumption id
+	in     uint32        // stanzas received since <enable/> (the client's h)
+	out    uint32        // stanzas sent since <enable/>
 }
 
 func (c *client) errorf(format string, a ...any) error {
@@ -272,9 +274,10 @@ func (c *client) open() (*element, error) {
 }
 
 // connect dials addr and authenticates: STARTTLS (RFC 6120 §5), SASL
-// PLAIN over TLS (§6), and the authenticated stream's features.
-func connect(e env, addr, user string, deadline time.Time) (*client, error) {
-	c := &client{env: e, user: user, deadline: deadline}
+// SCRAM-SHA-256 (§6) with sc when given (a client that logged in before
+// and kept its salted password), and the authenticated stream's features.
+func connect(e env, addr, user string, sc *scram.Client, deadline time.Time) (*client, error) {
+	c := &client{env: e, user: user, sc: sc, deadline: deadline}
 	nc, err := (&net.Dialer{Deadline: deadline}).Dial("tcp", addr)
 	if err != nil {
 		return nil, c.errorf("dial %s: %w", addr, err)
@@ -312,14 +315,8 @@ func (c *client) auth() error {
 	if _, err := c.open(); err != nil {
 		return err
 	}
-	if err := c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" +
-		base64.StdEncoding.EncodeToString([]byte("\x00"+c.user+"\x00pw")) + "</auth>"); err != nil {
+	if err := c.scramSHA256(); err != nil {
 		return err
-	}
-	if e, err := c.next(); err != nil {
-		return err
-	} else if e.XMLName.Local != "success" {
-		return c.errorf("SASL PLAIN: %s", e)
 	}
 	f, err = c.open()
 	if err != nil {
@@ -327,6 +324,60 @@ func (c *client) auth() error {
 	}
 	if !strings.Contains(f.Inner, nsSM) {
 		return c.errorf("the authenticated stream does not offer %s: %s", nsSM, f)
+	}
+	return nil
+}
+
+// scramSHA256 authenticates with SCRAM-SHA-256 (RFC 5802, RFC 7677), as
+// slixmpp and most clients do. The client object, and with it the salted
+// password it derived at the first login, is kept for the resumption: a
+// client may cache it (RFC 5802 §5.1), and a reconnecting phone does.
+func (c *client) scramSHA256() error {
+	if c.sc == nil {
+		sc, err := scram.SHA256.NewClient(c.user, "pw", "")
+		if err != nil {
+			return c.errorf("SCRAM client: %w", err)
+		}
+		c.sc = sc
+	}
+	conv := c.sc.NewConversation()
+	first, err := conv.Step("")
+	if err != nil {
+		return c.errorf("SCRAM: %w", err)
+	}
+	if err := c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>" + base64.StdEncoding.EncodeToString([]byte(first)) + "</auth>"); err != nil {
+		return err
+	}
+	e, err := c.next()
+	if err != nil {
+		return err
+	}
+	if e.XMLName.Local != "challenge" {
+		return c.errorf("SCRAM: expected a challenge, got %s", e)
+	}
+	ch, err := base64.StdEncoding.DecodeString(strings.TrimSpace(e.Inner))
+	if err != nil {
+		return c.errorf("SCRAM challenge: %w", err)
+	}
+	final, err := conv.Step(string(ch))
+	if err != nil {
+		return c.errorf("SCRAM: %w", err)
+	}
+	if err := c.send("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>" + base64.StdEncoding.EncodeToString([]byte(final)) + "</response>"); err != nil {
+		return err
+	}
+	if e, err = c.next(); err != nil {
+		return err
+	}
+	if e.XMLName.Local != "success" {
+		return c.errorf("SCRAM: %s", e)
+	}
+	v, err := base64.StdEncoding.DecodeString(strings.TrimSpace(e.Inner))
+	if err != nil {
+		return c.errorf("SCRAM success: %w", err)
+	}
+	if _, err := conv.Step(string(v)); err != nil || !conv.Valid() {
+		return c.errorf("SCRAM: the server's signature did not verify: %v", err)
 	}
 	return nil
 }
@@ -354,7 +405,7 @@ func (c *client) bind(r string) error {
 // bind, enable stream management with resumption (XEP-0198 §3), and send
 // initial presence.
 func login(e env, addr string, i int, deadline time.Time) (*client, error) {
-	c, err := connect(e, addr, user(i), deadline)
+	c, err := connect(e, addr, user(i), nil, deadline)
 	if err != nil {
 		return nil, err
 	}
@@ -456,7 +507,7 @@ type timing struct {
 func resume(old *client, addr string, want []string, start <-chan struct{}, deadline time.Time) (timing, error) {
 	var tm timing
 	<-start
-	c, err := connect(old.env, addr, old.user, deadline)
+	c, err := connect(old.env, addr, old.user, old.sc, deadline)
 	if err != nil {
 		return tm, err
 	}
@@ -563,7 +614,7 @@ func TestResume(t *testing.T) {
 	// Every wait is bounded: a generous deadline per phase, scaled to n.
 	phase := func() time.Time { return time.Now().Add(60*time.Second + time.Duration(n)*50*time.Millisecond) }
 
-	snd, err := connect(e, direct, "sender", phase())
+	snd, err := connect(e, direct, "sender", nil, phase())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -678,8 +729,8 @@ func TestResume(t *testing.T) {
 	slices.Sort(toResumed)
 	resumeTime, msgTime := lastResumed.Sub(t1), lastMsg.Sub(t1)
 	t.Logf("sessions: %d (GOMAXPROCS=%d, clients, blackhole and server in one process)", n, runtime.GOMAXPROCS(0))
-	t.Logf("logins (%d at a time, TLS+PLAIN+bind+enable+presence): %v", loginWorkers, loginTime.Round(time.Millisecond))
-	t.Logf("resume, all at once (TCP+TLS+PLAIN+<resume/>): last <resumed/> after %v (median %v), last retransmitted message after %v",
+	t.Logf("logins (%d at a time, TLS+SCRAM-SHA-256+bind+enable+presence): %v", loginWorkers, loginTime.Round(time.Millisecond))
+	t.Logf("resume, all at once (TCP+TLS+SCRAM-SHA-256+<resume/>): last <resumed/> after %v (median %v), last retransmitted message after %v",
 		resumeTime.Round(100*time.Microsecond), toResumed[n/2].Round(100*time.Microsecond), msgTime.Round(100*time.Microsecond))
 	t.Logf("resumes/s: %.0f; CPU time of the process (server, clients and blackhole) during the resumptions: %v, %v per resumption",
 		float64(n)/resumeTime.Seconds(), cpu.Round(time.Millisecond), (cpu / time.Duration(n)).Round(time.Microsecond))
