@@ -47,9 +47,15 @@ func (m *Service) StoreOffline(sess session.Peer, st *stanza.Stanza, stamped []b
 }
 
 // withDelay inserts a XEP-0203 <delay/> as the last child of a stanza.
+//
+// A message stored again (its first recipient's session ended before it
+// was delivered) keeps the stamp of when it first arrived.
 func withDelay(stanzaBytes []byte, domain string, at time.Time) []byte {
 	delay := append([]byte(nil), "<delay xmlns='urn:xmpp:delay' from='"...)
 	delay = stanza.AppendEscaped(delay, domain)
+	if bytes.Contains(stanzaBytes, delay) {
+		return stanzaBytes
+	}
 	delay = append(delay, "' stamp='"...)
 	delay = at.UTC().AppendFormat(delay, "2006-01-02T15:04:05.000Z")
 	delay = append(delay, "'>Offline storage</delay>"...)

@@ -154,3 +154,25 @@ func TestStoreOfflineRechecksAvailability(t *testing.T) {
 		t.Fatalf("stored offline as well: %d %v", len(msgs), err)
 	}
 }
+
+// An offline message handed on again (its session ended before it was
+// delivered) is stored once more with the stamp of when it first
+// arrived, not a second one.
+func TestRestoredOfflineKeepsItsStamp(t *testing.T) {
+	s := newService(t)
+	for _, u := range []string{"alice", "bob"} {
+		if err := s.Store.AddUser(u, "pw"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone, _ := bind(t, s, "alice@localhost/one", true)
+	s.Router.Unbind(gone)
+	s.Undelivered(gone, [][]byte{[]byte("<message from='bob@localhost/r' to='alice@localhost' type='chat' id='m1'><body>x</body><delay xmlns='urn:xmpp:delay' from='localhost' stamp='2026-01-01T00:00:00.000Z'>Offline storage</delay></message>")})
+	var msgs []storage.OfflineMessage
+	if err := s.Store.View(func(tx *storage.Tx) (err error) { msgs, err = tx.Offline("alice"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 || strings.Count(string(msgs[0].Stanza), "urn:xmpp:delay") != 1 || !strings.Contains(string(msgs[0].Stanza), "2026-01-01") {
+		t.Fatalf("stored: %+v", msgs)
+	}
+}
