@@ -10,13 +10,7 @@
 package blackhole
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
-	"fmt"
-	"io"
-	"log/slog"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -45,19 +39,7 @@ func startRoost(t *testing.T, resume time.Duration) *server.Server {
 	// The server finds the dead link by itself (limits.idle_ping), as it
 	// must for the offline case: nothing is closed on its side.
 	cfg.Limits.IdlePing = server.Duration(time.Second)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if os.Getenv("ROOST_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	srv := server.New(cfg, log)
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	srv := testutil.Start(t, cfg)
 	for _, u := range []string{"receiver", "sender"} {
 		if err := srv.Store().AddUser(u, "pw"); err != nil {
 			t.Fatal(err)
@@ -86,70 +68,15 @@ func play(t *testing.T, lib, which string) {
 	srv := startRoost(t, resume)
 	direct := srv.Addrs()[0].String()
 	px := testutil.NewBlackhole(t, direct)
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, python, "receiver.py", lib, which, "--domain", srv.Config().Domain,
+	sc := testutil.RunScript(t, lib+"/"+which, 120*time.Second, python, "receiver.py", lib, which, "--domain", srv.Config().Domain,
 		"--via", px.Addr(), "--direct", direct, "--cafile", srv.CertPath(), "--n", "5")
-	var stderr testutil.LockedBuffer
-	cmd.Stderr = &stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	defer cmd.Process.Kill()
-	lines := make(chan string, 16)
-	var transcript testutil.LockedBuffer
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			fmt.Fprintln(&transcript, sc.Text())
-			lines <- sc.Text()
-		}
-	}()
-	fail := func(format string, a ...any) {
-		t.Helper()
-		t.Fatalf("%s/%s: %s\nscript stdout:\n%s\nstderr:\n%s", lib, which, fmt.Sprintf(format, a...), transcript.String(), stderr.String())
-	}
-	expect := func(word string, within time.Duration) string {
-		t.Helper()
-		deadline := time.NewTimer(within)
-		defer deadline.Stop()
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					fail("the script ended before %q", word)
-				}
-				if rest, found := strings.CutPrefix(l, word); found {
-					return strings.TrimSpace(rest)
-				}
-			case <-deadline.C:
-				fail("no %q within %v", word, within)
-			}
-		}
-	}
-	tell := func(s string) {
-		t.Helper()
-		if _, err := io.WriteString(stdin, s+"\n"); err != nil {
-			fail("tell %q: %v", s, err)
-		}
-	}
-	expect("ready", 40*time.Second)
+	sc.Expect("ready", 40*time.Second)
 	px.Cut()
-	tell("cut")
-	expect("sent", 30*time.Second)
+	sc.Tell("cut")
+	sc.Expect("sent", 30*time.Second)
 	if which == "resume" {
 		px.Restore()
-		tell("restore")
+		sc.Tell("restore")
 	} else {
 		// The server notices the dead link (idle_ping), waits the resume
 		// window, and hands what it held to offline storage: only the
@@ -157,16 +84,16 @@ func play(t *testing.T, lib, which string) {
 		deadline := time.Now().Add(30 * time.Second)
 		for srv.Sessions() != 1 {
 			if time.Now().After(deadline) {
-				fail("the receiver's session was not dropped within 30s (%d sessions)", srv.Sessions())
+				sc.Fail("the receiver's session was not dropped within 30s (%d sessions)", srv.Sessions())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		tell("gone")
+		sc.Tell("gone")
 	}
-	res := expect("result", 90*time.Second)
+	res := sc.Expect("result", 90*time.Second)
 	var r result
 	if err := json.Unmarshal([]byte(res), &r); err != nil {
-		fail("result %q: %v", res, err)
+		sc.Fail("result %q: %v", res, err)
 	}
 	t.Logf("%s/%s: %s", lib, which, res)
 	if len(r.Bounced) != 0 {

@@ -15,7 +15,6 @@
 package resume
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -24,7 +23,6 @@ import (
 	"fmt"
 	"github.com/xdg-go/scram"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -89,21 +87,7 @@ func startRoost(t *testing.T, n int) (*server.Server, env) {
 	// learn of the drop from the resumptions, not from a ping timing out
 	// while a thousand logins are still under way on a loaded machine.
 	cfg.Limits.IdlePing = server.Duration(10 * time.Minute)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if os.Getenv("ROOST_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	srv := server.New(cfg, log)
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
+	srv := testutil.Start(t, cfg)
 	pem, err := os.ReadFile(srv.CertPath())
 	if err != nil {
 		t.Fatal(err)

@@ -16,12 +16,9 @@
 package smpeers
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,20 +160,7 @@ func startRoost(t *testing.T) *server.Server {
 	t.Helper()
 	cfg := testutil.Config(t)
 	cfg.Limits.ResumeTimeout = server.Duration(time.Duration(resumeTimeout) * time.Second)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() && os.Getenv("SMPEERS_ROOST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	srv := server.New(cfg, log)
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	return srv
+	return testutil.Start(t, cfg)
 }
 
 func peers(t *testing.T, args ...string) {
@@ -195,8 +179,6 @@ func peers(t *testing.T, args ...string) {
 func run(t *testing.T, tg target, which string) outcome {
 	t.Helper()
 	bh := testutil.NewBlackhole(t, tg.c2s)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	args := []string{"blackhole_sm.py", which, "--domain", tg.domain,
 		"--receiver", tg.users[0], tg.pass[0], "--sender", tg.users[1], tg.pass[1],
 		"--via", bh.Addr(), "--direct", tg.c2s, "--n", fmt.Sprint(messages),
@@ -204,88 +186,24 @@ func run(t *testing.T, tg target, which string) outcome {
 	if tg.cafile != "" {
 		args = append(args, "--cafile", tg.cafile)
 	}
-	cmd := exec.CommandContext(ctx, python, args...)
-	var stderr testutil.LockedBuffer
-	cmd.Stderr = &stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 16)
-	var transcript testutil.LockedBuffer
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			fmt.Fprintln(&transcript, sc.Text())
-			lines <- sc.Text()
-		}
-	}()
-	fail := func(format string, a ...any) {
-		t.Helper()
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("%s/%s: %s\nscript stdout:\n%s\nstderr:\n%s", tg.name, which, fmt.Sprintf(format, a...), transcript.String(), stderr.String())
-	}
-	// expect waits for the script's next line starting with word.
-	expect := func(word string, within time.Duration) string {
-		t.Helper()
-		deadline := time.NewTimer(within)
-		defer deadline.Stop()
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					fail("the script ended before %q", word)
-				}
-				if rest, found := strings.CutPrefix(l, word); found {
-					return strings.TrimSpace(rest)
-				}
-			case <-deadline.C:
-				fail("no %q within %v", word, within)
-			}
-		}
-	}
-	tell := func(cmd string) {
-		t.Helper()
-		if _, err := io.WriteString(stdin, cmd+"\n"); err != nil {
-			fail("tell %q: %v", cmd, err)
-		}
-	}
-	expect("ready", 40*time.Second)
+	sc := testutil.RunScript(t, tg.name+"/"+which, 60*time.Second, python, args...)
+	sc.Expect("ready", 40*time.Second)
 	bh.Cut()
-	tell("cut")
-	expect("sent", 30*time.Second)
+	sc.Tell("cut")
+	sc.Expect("sent", 30*time.Second)
 	if which == "resume" {
-		tell("reconnect")
+		sc.Tell("reconnect")
 	} else {
 		bh.Close() // the server sees the connection end: its resume timer starts
-		tell("closed")
+		sc.Tell("closed")
 	}
-	res := expect("result", time.Duration(resumeTimeout+40)*time.Second)
+	res := sc.Expect("result", time.Duration(resumeTimeout+40)*time.Second)
 	var o outcome
 	if err := json.Unmarshal([]byte(res), &o); err != nil {
-		fail("result %q: %v", res, err)
+		sc.Fail("result %q: %v", res, err)
 	}
 	o.Server = tg.name
-	stdin.Close()
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	select {
-	case err := <-waited:
-		if err != nil {
-			t.Errorf("%s/%s: script: %v\n%s", tg.name, which, err, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		fail("the script did not exit after its result")
-	}
+	sc.Finish(10 * time.Second)
 	t.Logf("%s/%s: %s", tg.name, which, res)
 	*tg.rows = append(*tg.rows, o)
 	return o
