@@ -40,7 +40,7 @@ func writeConfig(t *testing.T) (string, string) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "c.json")
-	body := fmt.Sprintf(`{"data_dir": %q, "listen": {"c2s": "127.0.0.1:0", "c2s_tls": "", "dtls": "", "s2s": ""}}`, filepath.Join(dir, "data"))
+	body := fmt.Sprintf(`{"data_dir": %q, "listen": {"https": "", "c2s": "127.0.0.1:0", "c2s_tls": "", "dtls": "", "s2s": ""}}`, filepath.Join(dir, "data"))
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +296,7 @@ func TestWriteServiceConfig(t *testing.T) {
 func TestSimulateReconnects(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "c.json")
-	body := fmt.Sprintf(`{"data_dir": %q, "listen": {"c2s": "127.0.0.1:0", "c2s_tls": "", "dtls": "127.0.0.1:0", "s2s": ""}}`, filepath.Join(dir, "data"))
+	body := fmt.Sprintf(`{"data_dir": %q, "listen": {"https": "", "c2s": "127.0.0.1:0", "c2s_tls": "", "dtls": "127.0.0.1:0", "s2s": ""}}`, filepath.Join(dir, "data"))
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -34,6 +36,10 @@ type Config struct {
 	Devices DevicesConfig `json:"devices"`
 	Uplink  UplinkConfig  `json:"uplink"`
 	S2S     S2SConfig     `json:"s2s"`
+	HTTP    HTTPConfig    `json:"http"`
+	// Admins are the bare JIDs allowed to run the service administration
+	// commands (XEP-0133) and to sign in to the status page.
+	Admins []string `json:"admins"`
 
 	// ScramIterations is the PBKDF2 iteration count for new passwords
 	// (RFC 5802 §5.1 asks for at least 4096).
@@ -47,6 +53,22 @@ type ListenConfig struct {
 	C2STLS string `json:"c2s_tls"` // client streams over direct TLS (XEP-0368)
 	DTLS   string `json:"dtls"`    // devices over DTLS 1.2 with a pre-shared key (UDP)
 	S2S    string `json:"s2s"`     // server-to-server federation (RFC 6120, dialback); empty: no federation
+	HTTPS  string `json:"https"`   // the web face over TLS: the status page, XMPP over WebSocket (RFC 7395), host-meta, metrics
+	HTTP   string `json:"http"`    // the same without TLS, for a reverse proxy on loopback; empty: off
+}
+
+// HTTPConfig tunes the web face (listen.https, listen.http).
+type HTTPConfig struct {
+	// Origins are the Origin values a browser may open the WebSocket
+	// from (scheme://host[:port]); empty: only the page's own origin.
+	Origins []string `json:"origins"`
+	// MetricsAllow lists the addresses (CIDR prefixes) /metrics answers;
+	// everyone else gets 403.
+	MetricsAllow []string `json:"metrics_allow"`
+	// HeaderTimeout bounds reading a request's headers (slow clients are
+	// cut); MaxHeaderBytes bounds their size.
+	HeaderTimeout  Duration `json:"header_timeout"`
+	MaxHeaderBytes int      `json:"max_header_bytes"`
 }
 
 // S2SConfig tunes federation when listen.s2s is set.
@@ -285,7 +307,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("key \"log_level\": %q is not one of debug, info, warn, error", c.LogLevel)
 	}
-	for key, addr := range map[string]string{"listen.c2s": c.Listen.C2S, "listen.c2s_tls": c.Listen.C2STLS, "listen.dtls": c.Listen.DTLS, "listen.s2s": c.Listen.S2S} {
+	for key, addr := range map[string]string{"listen.c2s": c.Listen.C2S, "listen.c2s_tls": c.Listen.C2STLS, "listen.dtls": c.Listen.DTLS, "listen.s2s": c.Listen.S2S, "listen.https": c.Listen.HTTPS, "listen.http": c.Listen.HTTP} {
 		if addr == "" {
 			continue
 		}
@@ -359,6 +381,29 @@ func (c *Config) Validate() error {
 	}
 	if l.PreauthStanzaBytes > l.StanzaBytes {
 		return fmt.Errorf("key \"limits.preauth_stanza_bytes\": %d is larger than limits.stanza_bytes %d", l.PreauthStanzaBytes, l.StanzaBytes)
+	}
+	for i, a := range c.Admins {
+		j, err := jid.Parse(a)
+		if err != nil || j.Local() == "" || j.Resource() != "" {
+			return fmt.Errorf("key \"admins\": %q is not a bare JID (for example \"alice@%s\")", a, c.Domain)
+		}
+		c.Admins[i] = j.String()
+	}
+	for _, p := range c.HTTP.MetricsAllow {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			return fmt.Errorf("key \"http.metrics_allow\": %q is not an address prefix (for example \"127.0.0.0/8\" or \"192.168.1.0/24\")", p)
+		}
+	}
+	for _, o := range c.HTTP.Origins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" {
+			return fmt.Errorf("key \"http.origins\": %q is not an origin (for example \"https://gw.example.org:5281\")", o)
+		}
+	}
+	if c.HTTP.HeaderTimeout.D() < time.Second {
+		return fmt.Errorf("key \"http.header_timeout\": %s is too short (at least 1s)", c.HTTP.HeaderTimeout.D())
+	}
+	if c.HTTP.MaxHeaderBytes < 1024 {
+		return fmt.Errorf("key \"http.max_header_bytes\": %d is too small (at least 1024)", c.HTTP.MaxHeaderBytes)
 	}
 	if c.S2S.IdleTimeout.D() < time.Second {
 		return fmt.Errorf("key \"s2s.idle_timeout\": %s is too short (at least 1s)", c.S2S.IdleTimeout.D())

@@ -54,7 +54,8 @@ func testConfig(t testing.TB, mod func(*server.Config)) *server.Config {
 	cfg.DataDir = t.TempDir()
 	cfg.Listen.C2S = "127.0.0.1:0"
 	cfg.Listen.C2STLS = "127.0.0.1:0"
-	cfg.Listen.DTLS = "" // DTLS is started by main, never by these tests; keep the default port out of them
+	cfg.Listen.DTLS = "" // tests that want a listener beyond c2s set its address to 127.0.0.1:0
+	cfg.Listen.HTTPS = ""
 	if mod != nil {
 		mod(cfg)
 	}

@@ -130,7 +130,7 @@ func TestSeedExample(t *testing.T) {
 	port := 5222
 	if !portFree("tcp", ":5222") || !portFree("tcp", ":5223") || !portFree("udp", ":5684") {
 		port = testutil.FreePort(t)
-		cfg := fmt.Sprintf(`{"listen": {"c2s": "127.0.0.1:%d", "c2s_tls": "127.0.0.1:%d", "dtls": "", "s2s": ""}}`, port, testutil.FreePort(t))
+		cfg := fmt.Sprintf(`{"listen": {"https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "127.0.0.1:%d", "dtls": "", "s2s": ""}}`, port, testutil.FreePort(t))
 		if err := os.WriteFile(filepath.Join(dir, "test.json"), []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -193,7 +193,7 @@ func TestGoSendxmpp(t *testing.T) {
 	bin := buildRoost(t)
 	dir := t.TempDir()
 	port, direct := testutil.FreePort(t), testutil.FreePort(t)
-	cfg := fmt.Sprintf(`{"listen": {"c2s": "127.0.0.1:%d", "c2s_tls": "127.0.0.1:%d", "dtls": "", "s2s": ""}}`, port, direct)
+	cfg := fmt.Sprintf(`{"listen": {"https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "127.0.0.1:%d", "dtls": "", "s2s": ""}}`, port, direct)
 	os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600)
 	for _, u := range []string{"alice", "bob"} {
 		if out, err := roost(t, bin, dir, u+"-pw\n", "user", "add", "-config", "c.json", u+"@localhost"); err != nil {
@@ -266,7 +266,7 @@ type fixture struct {
 func newFixture(t *testing.T, users ...string) *fixture {
 	t.Helper()
 	f := &fixture{bin: buildRoost(t), dir: t.TempDir(), port: testutil.FreePort(t)}
-	cfg := fmt.Sprintf(`{"listen": {"c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": "", "s2s": ""}}`, f.port)
+	cfg := fmt.Sprintf(`{"listen": {"https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": "", "s2s": ""}}`, f.port)
 	os.WriteFile(filepath.Join(f.dir, "c.json"), []byte(cfg), 0o600)
 	for _, u := range users {
 		if out, err := roost(t, f.bin, f.dir, u+"-pw\n", "user", "add", "-config", "c.json", u+"@localhost"); err != nil {

@@ -47,7 +47,7 @@ func TestARMBuildsUnderQEMU(t *testing.T) {
 				t.Fatalf("version under emulation: %v %s", err, out)
 			}
 			port := testutil.FreePort(t)
-			cfg := fmt.Sprintf(`{"data_dir": "data", "listen": {"c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": ""}}`, port)
+			cfg := fmt.Sprintf(`{"data_dir": "data", "listen": {"https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": ""}}`, port)
 			os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600)
 			for _, u := range []string{"alice", "bob"} {
 				if out, err := run(u+"-pw\n", "user", "add", "-config", "c.json", u+"@localhost").CombinedOutput(); err != nil {

@@ -43,7 +43,7 @@ func TestProfileIdleSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.DataDir = filepath.Join(dir, "data")
-	cfg.Listen.C2S, cfg.Listen.C2STLS, cfg.Listen.DTLS = "127.0.0.1:0", "", ""
+	cfg.Listen.C2S, cfg.Listen.C2STLS, cfg.Listen.DTLS, cfg.Listen.HTTPS = "127.0.0.1:0", "", "", ""
 	cfg.Limits.ConnectionsPerIP = n + 10
 	cfg.ScramIterations = 64
 	srv := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))

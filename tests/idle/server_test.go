@@ -48,7 +48,7 @@ func runRoost(t *testing.T, extra string, withDTLS bool, setup func(*storage.Sto
 	if extra != "" {
 		extra = "," + extra
 	}
-	cfg := fmt.Sprintf(`{"log_level":"warn","listen":{"c2s":%q,"c2s_tls":"","dtls":%s}%s}`, m.c2s, dtls, extra)
+	cfg := fmt.Sprintf(`{"log_level":"warn","listen":{"https":"","c2s":%q,"c2s_tls":"","dtls":%s}%s}`, m.c2s, dtls, extra)
 	os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600)
 	os.MkdirAll(filepath.Join(dir, "roost-data"), 0o700)
 	st, err := storage.Open(filepath.Join(dir, "roost-data", "roost.db"), storage.Options{})

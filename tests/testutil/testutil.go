@@ -105,6 +105,6 @@ func Config(t testing.TB) *server.Config {
 		t.Fatal(err)
 	}
 	cfg.DataDir = t.TempDir()
-	cfg.Listen.C2S, cfg.Listen.C2STLS, cfg.Listen.DTLS, cfg.Listen.S2S = "127.0.0.1:0", "", "", ""
+	cfg.Listen.C2S, cfg.Listen.C2STLS, cfg.Listen.DTLS, cfg.Listen.S2S, cfg.Listen.HTTPS = "127.0.0.1:0", "", "", "", ""
 	return cfg
 }
