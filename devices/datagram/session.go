@@ -64,7 +64,7 @@ func newDevice(l *Listener, c *dtls.Conn, full jid.JID, name string) *device {
 	d.scan = xmlscan.New(&d.rd, xmlscan.Limits{MaxElementBytes: maxDatagram})
 	// The marker numbering a stanza shares its datagram (§5), so a stanza
 	// leaves room for it within limits.datagram_bytes.
-	d.b = session.New(full, d, session.Options{Remote: c.RemoteAddr(), Log: l.log.With("jid", full.String()),
+	d.b = session.New(full, d, session.Options{Remote: c.RemoteAddr(), Log: l.log.With("jid", full.String()), Transport: "dtls",
 		MaxStanza: max(l.cfg.DatagramBytes-ack.MarkerMax, 1), Device: true})
 	return d
 }

@@ -202,7 +202,7 @@ func (c *Conn) endBound(s *Session, t stream, err error) (lost bool) {
 func newSession(env *Env, full jid.JID, lang string, nc net.Conn, log *slog.Logger) *Session {
 	s := &Session{env: env}
 	s.q = newQueue(env, nc, s, log)
-	s.Bound = session.New(full, stream{s.q}, session.Options{Lang: lang, Remote: nc.RemoteAddr(), Log: log,
+	s.Bound = session.New(full, stream{s.q}, session.Options{Lang: lang, Remote: nc.RemoteAddr(), Log: log, Transport: "c2s",
 		WriteTimeout: env.WriteTimeout, SMQueueBytes: env.SMQueueBytes, CSIHoldBytes: env.CSIHoldBytes})
 	s.q.SetOnWrite(s.Bound.Written)
 	return s

@@ -98,6 +98,8 @@ type Bound struct {
 	// piece (a datagram); 0: no such limit.
 	maxStanza int
 	device    bool
+	transport string
+	since     time.Time
 
 	// closing mirrors core.closed for the lock-free Closing.
 	closing atomic.Bool
@@ -123,6 +125,9 @@ type Options struct {
 	// CSIHoldBytes bounds what an inactive client's session holds back
 	// (XEP-0352, limits.csi_hold_bytes); 0: 64 KiB.
 	CSIHoldBytes int
+	// Transport names the transport for operators ("c2s", "dtls",
+	// "websocket"): the administration commands and the status page show it.
+	Transport string
 }
 
 // New returns a bound session for full over t.
@@ -131,7 +136,8 @@ func New(full jid.JID, t Transport, o Options) *Bound {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Bound{jid: full, full: full.String(), lang: o.Lang, remote: o.Remote, log: log, maxStanza: o.MaxStanza, device: o.Device}
+	s := &Bound{jid: full, full: full.String(), lang: o.Lang, remote: o.Remote, log: log, maxStanza: o.MaxStanza, device: o.Device,
+		transport: o.Transport, since: time.Now()}
 	s.core.init(t, o)
 	return s
 }
@@ -154,6 +160,12 @@ func (s *Bound) Log() *slog.Logger { return s.log }
 // MaxStanzaBytes is the largest stanza the transport carries in one
 // piece; 0 when there is no such limit.
 func (s *Bound) MaxStanzaBytes() int { return s.maxStanza }
+
+// TransportName names the session's transport ("c2s", "dtls", ...).
+func (s *Bound) TransportName() string { return s.transport }
+
+// Since is when the session was bound.
+func (s *Bound) Since() time.Time { return s.since }
 
 // Device reports whether this is a device's session.
 func (s *Bound) Device() bool { return s.device }
