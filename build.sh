@@ -21,6 +21,7 @@ test_deps() {
   command -v qemu-aarch64 >/dev/null && command -v qemu-arm >/dev/null || missing+=(qemu-user)
   command -v prosodyctl >/dev/null || missing+=(prosody lua-unbound)
   command -v ejabberdctl >/dev/null || missing+=(ejabberd)
+  command -v chromium >/dev/null || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing test dependencies: ${missing[*]}"
     if [ "$(id -u)" -ne 0 ]; then
