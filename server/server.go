@@ -24,6 +24,7 @@ import (
 
 	"github.com/xdg-go/scram"
 
+	"roost/server/adhoc"
 	"roost/server/c2s"
 	"roost/server/carbons"
 	"roost/server/control"
@@ -68,6 +69,7 @@ type Server struct {
 	uplink     *uplink.Link       // nil unless uplink.component is configured
 	s2s        *s2s.Service       // nil unless listen.s2s is set
 	stopUplink context.CancelFunc
+	web        *webFace // nil unless listen.https or listen.http is set
 
 	churn    atomic.Int64  // connections opened plus closed, for trimMemory
 	stopTrim chan struct{} // closed by Shutdown
@@ -115,7 +117,17 @@ func (s *Server) Start() (err error) {
 		RosterLimit: cfg.Limits.RosterItems, OfflineQuota: cfg.Limits.OfflineMessages,
 		DirectedPresences: cfg.Limits.DirectedPresences, PendingSubscriptions: cfg.Limits.PendingSubscriptions}
 	s.route = &route.Service{Domain: cfg.Domain, AcceptFrom: cfg.Devices.AcceptFrom, Version: Version,
-		Store: s.store, Router: s.router, IM: s.im, Log: s.log, Carbons: carbons.New()}
+		Store: s.store, Router: s.router, IM: s.im, Log: s.log, Carbons: carbons.New(),
+		Commands: &adhoc.Service{Domain: cfg.Domain, Version: Version, Admins: cfg.Admins, Store: s.store, Router: s.router,
+			Links: s.RemoteStatus, Started: time.Now(), Log: s.log,
+			Devices: adhoc.DeviceStatusFunc(func() (out []adhoc.DeviceStatus) {
+				if dl := s.devices; dl != nil { // nil: DTLS off, every device offline
+					for _, d := range dl.Status() {
+						out = append(out, adhoc.DeviceStatus(d))
+					}
+				}
+				return out
+			})}}
 	s.env = &c2s.Env{
 		Domain:      cfg.Domain,
 		TLS:         tlsCfg,
@@ -183,7 +195,7 @@ func (s *Server) Start() (err error) {
 		s.wg.Add(1)
 		go s.accept(l.ln, l.direct)
 	}
-	return nil
+	return s.startWeb()
 }
 
 // Addrs returns the listeners' addresses: c2s first, then direct TLS
@@ -297,9 +309,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if s.devices != nil {
 		// Device sessions end (and go unavailable) while the store is
-		// open; Close waits for them.
+		// open; Close waits for them. The field stays set: an administration
+		// command still running may ask the listener for device status,
+		// which it answers after Close too.
 		s.devices.Close()
-		s.devices = nil
 	}
 	if s.router != nil {
 		s.router.Each(func(r *session.Bound) {
@@ -331,6 +344,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.log.Warn("shutdown", "err", err)
 		}
 	}
+	s.stopWeb(ctx)
 	if s.s2s != nil {
 		s.s2s.Close() // its streams route into the store
 	}

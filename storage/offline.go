@@ -43,6 +43,16 @@ func (tx *Tx) Offline(user string) ([]OfflineMessage, error) {
 	return out, err
 }
 
+// OfflineTotal is the number of offline messages stored for all users.
+func (tx *Tx) OfflineTotal() int {
+	n := 0
+	tx.tx.Bucket(bucketOffline).ForEachBucket(func(user []byte) error {
+		n += tx.tx.Bucket(bucketOffline).Bucket(user).Stats().KeyN
+		return nil
+	})
+	return n
+}
+
 // DeleteOffline removes delivered messages.
 func (tx *Tx) DeleteOffline(user string, seqs []uint64) error {
 	b, _ := tx.userBucket(bucketOffline, user, false)

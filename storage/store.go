@@ -178,8 +178,20 @@ type Tx struct {
 // Update runs fn in one read-write transaction, committed (one fsync) when
 // fn returns nil and rolled back otherwise.
 func (s *Store) Update(fn func(tx *Tx) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx, store: s}) })
+	return s.db.Update(func(tx *bolt.Tx) error {
+		err := fn(&Tx{tx: tx, store: s})
+		if obs := CommitObserver; err == nil && obs != nil {
+			start := time.Now()
+			tx.OnCommit(func() { obs(time.Since(start)) })
+		}
+		return err
+	})
 }
+
+// CommitObserver, when set (once, before the store is used: server/metrics
+// sets it in its init), is told how long each successful Update's commit
+// took: writing the pages and the fsync.
+var CommitObserver func(time.Duration)
 
 // View runs fn in a read-only transaction.
 func (s *Store) View(fn func(tx *Tx) error) error {

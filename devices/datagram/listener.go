@@ -89,6 +89,9 @@ type Listener struct {
 	mu       sync.Mutex
 	sessions map[*device]struct{}
 	closed   bool
+
+	smu    sync.Mutex            // guards status (not the records in it)
+	status map[string]*devStatus // by device full JID, for Status
 }
 
 // Listen starts the DTLS listener on cfg.Addr (UDP). Devices are looked
@@ -225,8 +228,10 @@ func (l *Listener) serve(c *dtls.Conn) {
 	}
 	l.sessions[s] = struct{}{}
 	l.mu.Unlock()
+	s.stat = l.statusFor(s.b.Full())
 	l.log.Info("dtls: device connected", "jid", full.String(), "remote", remote.String())
 	s.run()
+	s.stat.gone()
 	l.mu.Lock()
 	delete(l.sessions, s)
 	l.mu.Unlock()

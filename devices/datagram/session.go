@@ -57,6 +57,7 @@ type device struct {
 	out  []byte
 	in   ack.Receiver // the device's numbered stanzas handled (its h)
 	abuf []byte
+	stat *devStatus // last seen, last stanza (Listener.Status)
 }
 
 func newDevice(l *Listener, c *dtls.Conn, full jid.JID, name string) *device {
@@ -191,6 +192,7 @@ func (s *device) run() {
 			}
 			return
 		}
+		s.stat.seen(time.Now())
 		s.datagram(buf[:n])
 	}
 }
@@ -282,6 +284,7 @@ func (s *device) datagram(b []byte) {
 				continue // a duplicate, or after a gap
 			}
 		}
+		s.stat.stanza(s.tok.Raw)
 		s.out = stanza.AppendForward(s.out[:0], &s.st, s.b.Full(), "")
 		s.l.host.Stanza(s.b, &s.st, s.out)
 	}

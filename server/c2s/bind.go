@@ -10,6 +10,7 @@ import (
 	"roost/server/session"
 	"time"
 
+	"roost/server/metrics"
 	"roost/wire/jid"
 	"roost/wire/outq"
 	"roost/wire/stanza"
@@ -53,7 +54,7 @@ func (c *Conn) bindIQ(tok *xmlscan.Token) (*Session, error) {
 	// from then on other goroutines deliver to it (and may log through
 	// it when it reads too slowly).
 	log := c.log.With("jid", full.String())
-	s := newSession(c.env, full, c.lang, c.nc, log)
+	s := newSession(c.env, full, c.lang, c.nc, log, c.transport)
 	result := append([]byte(nil), "<iq type='result' id='"...)
 	result = stanza.AppendEscaped(result, req.ID)
 	result = append(result, "'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>"...)
@@ -199,10 +200,10 @@ func (c *Conn) endBound(s *Session, t stream, err error) (lost bool) {
 	return true
 }
 
-func newSession(env *Env, full jid.JID, lang string, nc net.Conn, log *slog.Logger) *Session {
+func newSession(env *Env, full jid.JID, lang string, nc net.Conn, log *slog.Logger, transport string) *Session {
 	s := &Session{env: env}
 	s.q = newQueue(env, nc, s, log)
-	s.Bound = session.New(full, stream{s.q}, session.Options{Lang: lang, Remote: nc.RemoteAddr(), Log: log, Transport: "c2s",
+	s.Bound = session.New(full, stream{s.q}, session.Options{Lang: lang, Remote: nc.RemoteAddr(), Log: log, Transport: transport,
 		WriteTimeout: env.WriteTimeout, SMQueueBytes: env.SMQueueBytes, CSIHoldBytes: env.CSIHoldBytes})
 	s.q.SetOnWrite(s.Bound.Written)
 	return s
@@ -215,6 +216,7 @@ func newQueue(env *Env, nc net.Conn, s *Session, log *slog.Logger) *outq.Queue {
 	var q *outq.Queue
 	q = outq.New(nc, env.QueueBytes, env.WriteTimeout, func() {
 		log.Warn("c2s: dropping slow reader")
+		metrics.SlowReaderDrops.Inc()
 		go s.CloseIf(stream{q}, stanza.StreamPolicyViolation, queueOverflowText)
 	})
 	return q
@@ -225,6 +227,6 @@ func newQueue(env *Env, nc net.Conn, s *Session, log *slog.Logger) *outq.Queue {
 // transports that authenticate in their own way and for benchmarks; the
 // caller binds it in the router and feeds it with Receive.
 func NewLocalSession(env *Env, full jid.JID, nc net.Conn) *Session {
-	s := newSession(env, full, "", nc, env.Log.With("jid", full.String()))
+	s := newSession(env, full, "", nc, env.Log.With("jid", full.String()), "c2s")
 	return s
 }

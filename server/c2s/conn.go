@@ -27,6 +27,7 @@ import (
 
 	"github.com/xdg-go/scram"
 
+	"roost/server/metrics"
 	"roost/server/ratelimit"
 	"roost/server/router"
 	"roost/server/session"
@@ -103,6 +104,8 @@ type Conn struct {
 	failures  int
 	sentHead  bool
 	directTLS bool
+	noTLS     bool   // the framing cannot carry STARTTLS (RFC 7395 §3.2)
+	transport string // session.Bound's TransportName
 	log       *slog.Logger
 	wbuf      []byte
 
@@ -120,6 +123,7 @@ type activityReader struct{ c *Conn }
 
 func (r activityReader) Read(p []byte) (int, error) {
 	n, err := r.c.nc.Read(p)
+	metrics.BytesReadC2S.Add(n)
 	if n > 0 {
 		r.c.seen.Store(true)
 	}
@@ -149,7 +153,33 @@ func fail(cond stanza.StreamCondition, format string, args ...any) error {
 // XEP-0368 port, where TLS starts before the stream. It returns when the
 // connection is closed; it never panics on what the peer sends.
 func Serve(env *Env, nc net.Conn, directTLS bool) {
-	c := &Conn{env: env, nc: nc, ip: ratelimit.HostOf(nc.RemoteAddr()), directTLS: directTLS}
+	ServeConn(env, nc, ConnOptions{DirectTLS: directTLS})
+}
+
+// ConnOptions describe what carries a client stream.
+type ConnOptions struct {
+	// DirectTLS: the XEP-0368 port, TLS before the stream.
+	DirectTLS bool
+	// Framed: nc is a framing adapter (XMPP over WebSocket, RFC 7395)
+	// that presents the stream as XML bytes. STARTTLS is never offered
+	// on it (RFC 7395 §3.2: TLS is the WebSocket's, wss).
+	Framed bool
+	// Secure: the carrier is already encrypted (wss), so SASL PLAIN is
+	// offered and TLS is not required again.
+	Secure bool
+	// Transport names the session's transport (session.Options): "c2s"
+	// when empty.
+	Transport string
+}
+
+// ServeConn is Serve for any carrier of a client stream: the same
+// negotiation, limits and session core whatever frames the XML.
+func ServeConn(env *Env, nc net.Conn, o ConnOptions) {
+	if o.Transport == "" {
+		o.Transport = "c2s"
+	}
+	c := &Conn{env: env, nc: nc, ip: ratelimit.HostOf(nc.RemoteAddr()), directTLS: o.DirectTLS,
+		secure: o.Secure, noTLS: o.Framed, transport: o.Transport}
 	c.log = env.Log.With("remote", nc.RemoteAddr().String())
 	defer func() {
 		if r := recover(); r != nil {
@@ -349,7 +379,7 @@ func parseVersion(v []byte) (int, bool) {
 func (c *Conn) featuresAndNegotiate() (restart bool, sess *Session, err error) {
 	env := c.env
 	b := append(c.wbuf[:0], "<stream:features>"...)
-	offerTLS := !c.secure && env.TLS != nil
+	offerTLS := !c.secure && env.TLS != nil && !c.noTLS
 	switch {
 	case c.authed != "":
 		b = append(b, "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session><ver xmlns='urn:xmpp:features:rosterver'/><sub xmlns='urn:xmpp:features:pre-approval'/><sm xmlns='urn:xmpp:sm:3'/><csi xmlns='urn:xmpp:csi:0'/>"...)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/xdg-go/scram"
 
+	"roost/server/metrics"
 	"roost/wire/jid"
 	"roost/wire/stanza"
 	"roost/wire/xmlscan"
@@ -286,6 +287,7 @@ func (c *Conn) saslFailure(cond string, counted bool) error {
 	c.resetSASL()
 	if counted {
 		c.failures++
+		metrics.AuthFailures.Inc()
 		if st.account != "" {
 			c.env.Limiter.Failed(c.ip, st.account)
 		}

@@ -5,6 +5,7 @@ import (
 	"roost/server/session"
 
 	"roost/server/im"
+	"roost/server/metrics"
 	"roost/server/router"
 	"roost/wire/jid"
 	"roost/wire/stanza"
@@ -62,6 +63,7 @@ func (s *Service) Closed(sess *session.Bound) { s.Carbons.Closed(sess); s.IM.Clo
 // session of any transport. stamped is the stanza with from set to the
 // session's full JID.
 func (s *Service) Route(sess session.Peer, st *stanza.Stanza, stamped []byte) {
+	metrics.Stanza(st.Kind)
 	if st.Kind == stanza.IQ && !s.validIQ(sess, st) {
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"roost/server/session"
 	"runtime"
 
+	"roost/server/adhoc"
 	"roost/server/carbons"
 	"roost/server/im"
 	"roost/wire/jid"
@@ -36,10 +37,11 @@ var iqHandlers = map[string]iqHandler{
 	nsSession:    (*Service).session,
 	im.NSRoster:  (*Service).roster,
 	carbons.NS:   func(s *Service, sess session.Peer, st *stanza.Stanza) { s.Carbons.IQ(sess, st, s.Domain) },
+	adhoc.NS:     (*Service).commands,
 }
 
 // discoFeatures is what disco#info lists, in a fixed order.
-var discoFeatures = []string{nsDiscoInfo, nsDiscoItems, nsPing, nsVersion, im.NSRoster, carbons.NS}
+var discoFeatures = []string{nsDiscoInfo, nsDiscoItems, nsPing, nsVersion, im.NSRoster, carbons.NS, adhoc.NS}
 
 // serverIQ dispatches an iq for the server itself.
 func (s *Service) serverIQ(sess session.Peer, st *stanza.Stanza) {
@@ -101,12 +103,34 @@ func (s *Service) discoInfo(sess session.Peer, st *stanza.Stanza) {
 	s.result(sess, st, b)
 }
 
-// discoItems answers XEP-0030 disco#items: the server has no items yet.
+// discoItems answers XEP-0030 disco#items: the server has no items but
+// the ad-hoc commands under node http://jabber.org/protocol/commands
+// (XEP-0050 §2.2).
 func (s *Service) discoItems(sess session.Peer, st *stanza.Stanza) {
+	if s.Commands != nil && string(st.Type) == "get" {
+		var q struct {
+			Query discoQuery `xml:"query"`
+		}
+		if xml.Unmarshal(st.Tok.Raw, &q) == nil && q.Query.Node == adhoc.NS {
+			b := append([]byte(nil), "<query xmlns='http://jabber.org/protocol/disco#items' node='"+adhoc.NS+"'>"...)
+			b = s.Commands.Items(b, sess)
+			s.result(sess, st, append(b, "</query>"...))
+			return
+		}
+	}
 	if !s.rootDisco(sess, st) {
 		return
 	}
 	s.result(sess, st, []byte("<query xmlns='http://jabber.org/protocol/disco#items'/>"))
+}
+
+// commands passes XEP-0050 ad-hoc commands to the server on to adhoc.
+func (s *Service) commands(sess session.Peer, st *stanza.Stanza) {
+	if s.Commands == nil {
+		s.bounce(sess, st, stanza.ServiceUnavailable, "")
+		return
+	}
+	s.Commands.IQ(sess, st)
 }
 
 // ping answers XEP-0199.

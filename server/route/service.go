@@ -11,6 +11,7 @@ package route
 import (
 	"log/slog"
 
+	"roost/server/adhoc"
 	"roost/server/carbons"
 	"roost/server/im"
 	"roost/server/router"
@@ -35,4 +36,7 @@ type Service struct {
 	Remote Remote
 	// Carbons is XEP-0280 message carbons; nil: no carbons.
 	Carbons *carbons.State
+	// Commands is XEP-0050 ad-hoc commands (XEP-0133 administration);
+	// nil: none.
+	Commands *adhoc.Service
 }

@@ -119,6 +119,14 @@ func (l *Link) Status() string {
 	return s
 }
 
+// Up reports whether the link is established: the XEP-0114 §3 handshake
+// succeeded and the stream is open.
+func (l *Link) Up() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.state == "up"
+}
+
 func (l *Link) setState(state, errText string) {
 	l.mu.Lock()
 	l.state, l.since = state, time.Now()

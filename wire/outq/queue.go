@@ -9,6 +9,7 @@ package outq
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,6 +20,10 @@ const (
 	smallBuf = 4 << 10
 	maxPool  = 256 << 10
 )
+
+// BytesWritten counts the bytes every queue has written to its connection
+// (client, server-to-server and uplink streams); server/metrics reports it.
+var BytesWritten atomic.Uint64
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, smallBuf); return &b }}
 
@@ -293,6 +298,7 @@ func (q *Queue) run() {
 		q.mu.Unlock()
 		q.conn.SetWriteDeadline(time.Now().Add(q.writeTimeout))
 		n, err := q.conn.Write(*b)
+		BytesWritten.Add(uint64(n))
 		PutBuf(b)
 		q.mu.Lock()
 		q.written += uint64(n)
