@@ -22,6 +22,8 @@ test_deps() {
   command -v prosodyctl >/dev/null || missing+=(prosody lua-unbound)
   command -v ejabberdctl >/dev/null || missing+=(ejabberd)
   command -v chromium >/dev/null || missing+=(chromium)
+  # xmpp.js (tests/xmppjs) is fetched from npm by its test; node and npm run it.
+  command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing test dependencies: ${missing[*]}"
     if [ "$(id -u)" -ne 0 ]; then
