@@ -33,6 +33,7 @@ func Command(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var c load.Config
 	fs.StringVar(&c.Target, "target", "127.0.0.1:5222", "server address host:port")
+	fs.StringVar(&c.WebSocket, "ws", "", "XMPP over WebSocket (RFC 7395) at this URL, e.g. wss://HOST:5281/xmpp-websocket, instead of TCP at -target")
 	fs.StringVar(&c.Domain, "domain", "localhost", "XMPP domain of the accounts")
 	fs.IntVar(&c.Users, "users", 10, "accounts PREFIX1..PREFIXN")
 	fs.StringVar(&c.Prefix, "prefix", "user", "account name prefix")

@@ -3,11 +3,8 @@ package server
 import (
 	"context"
 	"net"
-	"net/http"
-	"net/netip"
 	"time"
 
-	"roost/server/metrics"
 	"roost/server/ratelimit"
 	"roost/server/web"
 	"roost/server/web/page"
@@ -30,17 +27,10 @@ func (s *Server) startWeb() error {
 		return nil
 	}
 	h := &ws.Handler{Env: s.env, Origins: cfg.HTTP.Origins, Admit: s.admitWeb, Log: s.log}
-	var allow []netip.Prefix
-	for _, p := range cfg.HTTP.MetricsAllow {
-		if pfx, err := netip.ParsePrefix(p); err == nil {
-			allow = append(allow, pfx)
-		}
-	}
-	var metricsH http.Handler = metrics.Handler(allow)
 	srv, err := web.Start(web.Options{
 		HTTPS: cfg.Listen.HTTPS, HTTP: cfg.Listen.HTTP, TLS: s.env.TLS,
 		HeaderTimeout: cfg.HTTP.HeaderTimeout.D(), MaxHeaderBytes: cfg.HTTP.MaxHeaderBytes,
-		WebSocket: h, Metrics: metricsH, Page: page.Handler(), Log: s.log,
+		WebSocket: h, Metrics: s.MetricsHandler(), Page: page.Handler(), Log: s.log,
 	})
 	if err != nil {
 		return err

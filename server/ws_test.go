@@ -509,3 +509,20 @@ func TestWebSocketIdle500(t *testing.T) {
 	b.send("<message to='" + a.jid + "' type='chat'><body>still here</body></message>")
 	a.expect("bob's message", func(e *element) bool { return e.XMLName.Local == "message" })
 }
+
+// /metrics on the web listener carries the gauges read from the running
+// server (sessions by transport), not only the counters.
+func TestWebMetricsHaveSessions(t *testing.T) {
+	ts := startWebServer(t, nil)
+	ts.addUser(t, "alice", "pw")
+	login(t, ts, "alice", "pw", "a")
+	resp, err := ts.httpClient().Get("https://" + ts.WebAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `roost_sessions{transport="c2s"} 1`) {
+		t.Fatalf("status %d, /metrics without the c2s session:\n%s", resp.StatusCode, body)
+	}
+}

@@ -1,5 +1,6 @@
 // Package load is `roost bench`: a load generator that speaks standard
-// XMPP (TCP, STARTTLS or plain, SASL PLAIN or SCRAM-SHA-1) so the same
+// XMPP (TCP, STARTTLS or plain, or WebSocket per RFC 7395; SASL PLAIN or
+// SCRAM-SHA-1) so the same
 // load can drive Roost, Prosody or ejabberd. It reads with Roost's own
 // restricted-XML scanner, which is also what keeps its client side cheap.
 package load
@@ -22,12 +23,17 @@ import (
 
 // Options say where and how to log in.
 type Options struct {
-	Target   string // host:port
-	Domain   string
-	Password string
-	TLS      bool   // STARTTLS when offered (certificates are not checked: a load tool)
-	Mech     string // PLAIN or SCRAM-SHA-1 (default: SCRAM-SHA-1 without TLS, PLAIN with)
-	Timeout  time.Duration
+	Target string // host:port
+	// WebSocket, when set, is the URL (wss://host:port/xmpp-websocket)
+	// to speak XMPP over WebSocket (RFC 7395) instead of TCP at Target.
+	WebSocket string
+	// TLSConfig checks the server's certificate when set; nil: not checked.
+	TLSConfig *tls.Config
+	Domain    string
+	Password  string
+	TLS       bool   // STARTTLS when offered (certificates are not checked: a load tool)
+	Mech      string // PLAIN or SCRAM-SHA-1 (default: SCRAM-SHA-1 without TLS, PLAIN with)
+	Timeout   time.Duration
 	// Raw speaks to `roost bench relay` instead of an XMPP server: no
 	// TLS, SASL or bind, just a name line and then newline-ended
 	// stanzas. It measures the machine's ceiling for the same load.
@@ -40,6 +46,7 @@ type Conn struct {
 	scan *xmlscan.Scanner
 	JID  string
 	wmu  sync.Mutex
+	ws   bool // framed (RFC 7395): the stream is opened and closed by elements
 }
 
 var errProto = errors.New("unexpected reply")
@@ -69,9 +76,31 @@ func (c *Conn) expect(local string) (xmlscan.Token, error) {
 	return tok, nil
 }
 
+// open starts a stream (again, after TLS or SASL): the stream header
+// over TCP, <open/> over WebSocket.
+func (c *Conn) open(domain string) error {
+	h := header(domain)
+	if c.ws {
+		h = "<open xmlns='" + nsFraming + "' to='" + domain + "' version='1.0'/>"
+	}
+	_, err := c.nc.Write([]byte(h))
+	return err
+}
+
 // Dial connects, negotiates TLS and SASL, binds resource and sends
 // initial presence when presence is set.
 func Dial(o Options, user, resource string, presence bool) (*Conn, error) {
+	if o.WebSocket != "" {
+		if o.Raw {
+			return nil, errors.New("the relay speaks TCP, not WebSocket")
+		}
+		wc, err := dialWebSocket(o.WebSocket, o.TLSConfig, o.Timeout)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", user, err)
+		}
+		c := &Conn{nc: wc, scan: xmlscan.New(wc, xmlscan.Limits{}), ws: true}
+		return c.login(o, user, resource, presence)
+	}
 	nc, err := net.DialTimeout("tcp", o.Target, o.Timeout)
 	if err != nil {
 		return nil, err
@@ -79,29 +108,41 @@ func Dial(o Options, user, resource string, presence bool) (*Conn, error) {
 	if o.Raw {
 		return dialRelay(nc, o, user+"@"+o.Domain+"/"+resource)
 	}
-	nc.SetDeadline(time.Now().Add(o.Timeout))
 	c := &Conn{nc: nc, scan: xmlscan.New(nc, xmlscan.Limits{})}
-	fail := func(err error) (*Conn, error) { nc.Close(); return nil, fmt.Errorf("%s: %w", user, err) }
-	if _, err := nc.Write([]byte(header(o.Domain))); err != nil {
+	return c.login(o, user, resource, presence)
+}
+
+// login is the stream negotiation, the same over either transport.
+func (c *Conn) login(o Options, user, resource string, presence bool) (*Conn, error) {
+	nc := c.nc
+	nc.SetDeadline(time.Now().Add(o.Timeout))
+	fail := func(err error) (*Conn, error) { c.nc.Close(); return nil, fmt.Errorf("%s: %w", user, err) }
+	if err := c.open(o.Domain); err != nil {
 		return fail(err)
 	}
 	f, err := c.expect("features")
 	if err != nil {
 		return fail(err)
 	}
-	secure := false
-	if o.TLS && bytes.Contains(f.Raw, []byte("urn:ietf:params:xml:ns:xmpp-tls")) {
+	// wss is TLS already (a ws:// URL is taken as the loopback or proxy
+	// case, where the server also offers PLAIN).
+	secure := c.ws
+	if !c.ws && o.TLS && bytes.Contains(f.Raw, []byte("urn:ietf:params:xml:ns:xmpp-tls")) {
 		nc.Write([]byte("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"))
 		if _, err := c.expect("proceed"); err != nil {
 			return fail(err)
 		}
-		tc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true, ServerName: o.Domain})
+		conf := o.TLSConfig
+		if conf == nil {
+			conf = &tls.Config{InsecureSkipVerify: true, ServerName: o.Domain}
+		}
+		tc := tls.Client(nc, conf)
 		if err := tc.Handshake(); err != nil {
 			return fail(err)
 		}
 		c.nc, secure = tc, true
 		c.scan.Reset(tc)
-		tc.Write([]byte(header(o.Domain)))
+		c.open(o.Domain)
 		if f, err = c.expect("features"); err != nil {
 			return fail(err)
 		}
@@ -117,7 +158,7 @@ func Dial(o Options, user, resource string, presence bool) (*Conn, error) {
 		return fail(err)
 	}
 	c.scan.Reset(c.nc)
-	c.nc.Write([]byte(header(o.Domain)))
+	c.open(o.Domain)
 	if _, err := c.expect("features"); err != nil {
 		return fail(err)
 	}
@@ -198,7 +239,11 @@ func (c *Conn) Next() (xmlscan.Token, error) { return c.next() }
 
 // Close ends the stream.
 func (c *Conn) Close() error {
-	c.Send([]byte("</stream:stream>"))
+	if c.ws {
+		c.Send([]byte("<close xmlns='" + nsFraming + "'/>"))
+	} else {
+		c.Send([]byte("</stream:stream>"))
+	}
 	return c.nc.Close()
 }
 

@@ -16,8 +16,18 @@ import (
 
 // startRoost runs a real server with user1..userN (pass1..passN).
 func startRoost(t *testing.T, n int) string {
+	addr, _ := startRoostWeb(t, n, false)
+	return addr
+}
+
+// startRoostWeb is startRoost, with the web face (and so the WebSocket
+// at the second result) on an ephemeral port when web is set.
+func startRoostWeb(t *testing.T, n int, web bool) (string, string) {
 	t.Helper()
 	cfg := testutil.Config(t)
+	if web {
+		cfg.Listen.HTTPS = "127.0.0.1:0"
+	}
 	srv := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -28,7 +38,11 @@ func startRoost(t *testing.T, n int) string {
 			t.Fatal(err)
 		}
 	}
-	return srv.Addrs()[0].String()
+	ws := ""
+	if web {
+		ws = "wss://" + srv.WebAddr().String() + "/xmpp-websocket"
+	}
+	return srv.Addrs()[0].String(), ws
 }
 
 // The load tool's own tests: each scenario briefly against Roost, with
@@ -79,6 +93,44 @@ func TestScenarios(t *testing.T) {
 		c.Scenario, c.Duration = "idle", 300*time.Millisecond
 		r, err := Run(t.Context(), c)
 		if err != nil || r.Logins != 6 {
+			t.Fatalf("%+v %v", r, err)
+		}
+	})
+	t.Run("wrong password is an error, not a hang", func(t *testing.T) {
+		c := base
+		c.Scenario, c.Duration, c.Password = "idle", 100*time.Millisecond, "nope"
+		if _, err := Run(t.Context(), c); err == nil {
+			t.Fatal("want an error")
+		}
+	})
+}
+
+// The same scenarios over WebSocket (RFC 7395): the login code is the
+// TCP client's, the transport frames it.
+func TestScenariosWebSocket(t *testing.T) {
+	_, ws := startRoostWeb(t, 6, true)
+	base := Config{Options: Options{WebSocket: ws, Domain: "localhost", TLS: true}, Users: 6, Prefix: "user", Password: "pass%d"}
+	t.Run("idle", func(t *testing.T) {
+		c := base
+		c.Scenario, c.Duration = "idle", 300*time.Millisecond
+		r, err := Run(t.Context(), c)
+		if err != nil || r.Logins != 6 || r.Errors != 0 {
+			t.Fatalf("%+v %v", r, err)
+		}
+	})
+	t.Run("chat, every message arrives once", func(t *testing.T) {
+		c := base
+		c.Scenario, c.Duration, c.Rate = "chat", time.Second, 300
+		r, err := Run(t.Context(), c)
+		if err != nil || r.Sent == 0 || r.Sent != r.Received || r.Errors != 0 {
+			t.Fatalf("%+v %v", r, err)
+		}
+	})
+	t.Run("SCRAM-SHA-256", func(t *testing.T) {
+		c := base
+		c.Scenario, c.Duration, c.Mech = "login", 300*time.Millisecond, "SCRAM-SHA-256"
+		r, err := Run(t.Context(), c)
+		if err != nil || r.Logins == 0 || r.Errors != 0 {
 			t.Fatalf("%+v %v", r, err)
 		}
 	})

@@ -99,6 +99,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, fmt.Errorf("scenario %q: use login, chat, idle or presence", cfg.Scenario)
 	}
 	r.Scenario, r.Target, r.Users = cfg.Scenario, cfg.Target, cfg.Users
+	if cfg.WebSocket != "" {
+		r.Target = cfg.WebSocket
+	}
 	r.ClientCPU = cpuMillis() - cpu0
 	return r, err
 }
@@ -215,11 +218,14 @@ func connectAll(ctx context.Context, cfg Config, res string) ([]*Conn, error) {
 		}()
 	}
 	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
 	if first != nil {
-		closeAll(conns)
+		closeAll(conns) // also when cancelled: no caller holds them then
 		return nil, first
 	}
-	return conns, ctx.Err()
+	return conns, nil
 }
 
 // runIdle opens every session and holds it for cfg.Duration.

@@ -22,8 +22,11 @@ import (
 // -scenario idle` in another (so the clients' memory is not counted), and
 // the heap and goroutine stacks are measured after two collections. The
 // heap profile is written for `go tool pprof -sample_index=inuse_space`.
+// ROOST_PROFILE_TRANSPORT=websocket opens them over WebSocket instead
+// (the profile is then idle-heap-websocket.pprof).
 //
 //	ROOST_PROFILE_IDLE=2000 ROOST_PROFILE_OUT=/tmp go test -run TestProfileIdleSessions -v ./tests/idle/
+//	ROOST_PROFILE_TRANSPORT=websocket ROOST_PROFILE_IDLE=2000 ROOST_PROFILE_OUT=/tmp go test -run TestProfileIdleSessions -v ./tests/idle/
 func TestProfileIdleSessions(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("ROOST_PROFILE_IDLE"))
 	if n <= 0 {
@@ -44,6 +47,10 @@ func TestProfileIdleSessions(t *testing.T) {
 	}
 	cfg.DataDir = filepath.Join(dir, "data")
 	cfg.Listen.C2S, cfg.Listen.C2STLS, cfg.Listen.DTLS, cfg.Listen.HTTPS = "127.0.0.1:0", "", "", ""
+	ws := os.Getenv("ROOST_PROFILE_TRANSPORT") == "websocket"
+	if ws {
+		cfg.Listen.HTTPS = "127.0.0.1:0"
+	}
 	cfg.Limits.ConnectionsPerIP = n + 10
 	cfg.ScramIterations = 64
 	srv := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -60,7 +67,13 @@ func TestProfileIdleSessions(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
 	g0 := runtime.NumGoroutine()
-	clients := exec.Command(bin, "bench", "-target", srv.Addrs()[0].String(), "-users", strconv.Itoa(n), "-scenario", "idle", "-duration", "60s")
+	args := []string{"bench", "-target", srv.Addrs()[0].String(), "-users", strconv.Itoa(n), "-scenario", "idle", "-duration", "60s"}
+	name := "idle-heap.pprof"
+	if ws {
+		args = append(args, "-ws", "wss://"+srv.WebAddr().String()+"/xmpp-websocket")
+		name = "idle-heap-websocket.pprof"
+	}
+	clients := exec.Command(bin, args...)
 	if err := clients.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +92,7 @@ func TestProfileIdleSessions(t *testing.T) {
 		n, runtime.NumGoroutine()-g0, per(m0.HeapInuse, m1.HeapInuse), float64(m1.HeapObjects-m0.HeapObjects)/float64(n),
 		per(m0.StackInuse, m1.StackInuse), per(m0.Sys-m0.HeapReleased, m1.Sys-m1.HeapReleased))
 	if out := os.Getenv("ROOST_PROFILE_OUT"); out != "" {
-		f, err := os.Create(filepath.Join(out, "idle-heap.pprof"))
+		f, err := os.Create(filepath.Join(out, name))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,6 +20,8 @@ type measured struct {
 	proc *exec.Cmd
 	dir  string       // the server's working directory (data in roost-data/)
 	c2s  string       // STARTTLS address
+	web  string       // the HTTPS listener (listen.https): the WebSocket and /metrics
+	ws   string       // wss://…/xmpp-websocket
 	dtls *net.UDPAddr // nil when off
 	tls  *tls.Config  // trusts the generated certificate
 }
@@ -37,7 +39,8 @@ func runRoost(t *testing.T, extra string, withDTLS bool, setup func(*storage.Sto
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	m := &measured{dir: dir, c2s: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))}
+	m := &measured{dir: dir, c2s: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), web: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))}
+	m.ws = "wss://" + m.web + "/xmpp-websocket"
 	dtls := `""`
 	if withDTLS {
 		pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
@@ -48,7 +51,7 @@ func runRoost(t *testing.T, extra string, withDTLS bool, setup func(*storage.Sto
 	if extra != "" {
 		extra = "," + extra
 	}
-	cfg := fmt.Sprintf(`{"log_level":"warn","listen":{"https":"","c2s":%q,"c2s_tls":"","dtls":%s}%s}`, m.c2s, dtls, extra)
+	cfg := fmt.Sprintf(`{"log_level":"warn","listen":{"https":%q,"c2s":%q,"c2s_tls":"","dtls":%s}%s}`, m.web, m.c2s, dtls, extra)
 	os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600)
 	os.MkdirAll(filepath.Join(dir, "roost-data"), 0o700)
 	st, err := storage.Open(filepath.Join(dir, "roost-data", "roost.db"), storage.Options{})
@@ -67,7 +70,10 @@ func runRoost(t *testing.T, extra string, withDTLS bool, setup func(*storage.Sto
 	for i := 0; ; i++ {
 		if c, err := net.Dial("tcp", m.c2s); err == nil {
 			c.Close()
-			break
+			if c, err := net.Dial("tcp", m.web); err == nil {
+				c.Close()
+				break
+			}
 		}
 		if i > 400 {
 			t.Fatal("server did not start")
