@@ -79,17 +79,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	defer release()
 	if !h.enter() {
+		release()
 		nc.Write(stanza.AppendStreamError([]byte("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"), stanza.StreamSystemShutdown, ""))
 		nc.Close()
 		return
 	}
-	defer h.leave()
 	// wss is encrypted; ws:// is trusted as such only from loopback, the
 	// reverse proxy that terminates TLS in front of listen.http.
 	secure := r.TLS != nil || remote.IP.IsLoopback()
-	c2s.ServeConn(h.Env, nc, c2s.ConnOptions{Framed: true, Secure: secure, Transport: "websocket"})
+	// The stream runs on a goroutine of its own and the handler returns:
+	// the connection is hijacked, so net/http has no more use for it, and
+	// its request and its connection goroutine's grown stack (16 KiB) are
+	// not held for the life of an idle session.
+	go func() {
+		defer h.leave()
+		defer release()
+		c2s.ServeConn(h.Env, nc, c2s.ConnOptions{Framed: true, Secure: secure, Transport: "websocket"})
+	}()
 }
 
 // originOK accepts no Origin (not a browser), the request's own host, or
