@@ -2,15 +2,13 @@ package load
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
 	"net"
-	"net/http"
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gorilla/websocket"
 )
 
 // XMPP over WebSocket (RFC 7395). The transport is a net.Conn that makes
@@ -41,43 +39,37 @@ func dialWebSocket(url string, conf *tls.Config, timeout time.Duration) (*wsConn
 	if conf == nil {
 		conf = &tls.Config{InsecureSkipVerify: true}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
-		Subprotocols: []string{"xmpp"},
-		HTTPClient:   &http.Client{Transport: &http.Transport{TLSClientConfig: conf}},
-	})
+	d := websocket.Dialer{Subprotocols: []string{"xmpp"}, TLSClientConfig: conf, HandshakeTimeout: timeout,
+		ReadBufferSize: 1024, WriteBufferSize: 1024}
+	c, _, err := d.Dial(url, nil)
 	if err != nil {
 		return nil, err
 	}
 	if c.Subprotocol() != "xmpp" {
-		c.CloseNow()
+		c.Close()
 		return nil, errors.New("websocket: the server did not accept the xmpp subprotocol")
 	}
-	// The server bounds stanzas itself; a load client takes what comes.
-	c.SetReadLimit(-1)
 	return &wsConn{ws: c}, nil
 }
 
-func until(d int64) (context.Context, context.CancelFunc) {
+func until(d int64) time.Time {
 	if d == 0 {
-		return context.Background(), func() {}
+		return time.Time{}
 	}
-	return context.WithDeadline(context.Background(), time.Unix(0, d))
+	return time.Unix(0, d)
 }
 
 func (w *wsConn) Read(p []byte) (int, error) {
 	for len(w.pend) == 0 {
-		ctx, cancel := until(w.readDeadline.Load())
-		typ, b, err := w.ws.Read(ctx)
-		cancel()
+		w.ws.SetReadDeadline(until(w.readDeadline.Load()))
+		typ, b, err := w.ws.ReadMessage()
 		if err != nil {
-			if websocket.CloseStatus(err) == websocket.StatusNormalClosure {
+			if websocket.IsCloseError(err, websocket.CloseNormalClosure) {
 				return 0, net.ErrClosed
 			}
 			return 0, err
 		}
-		if typ != websocket.MessageText {
+		if typ != websocket.TextMessage {
 			return 0, errors.New("websocket: binary message from the server")
 		}
 		t := bytes.TrimSpace(b)
@@ -97,15 +89,14 @@ func (w *wsConn) Read(p []byte) (int, error) {
 
 // Write sends b, one element, as one text message.
 func (w *wsConn) Write(b []byte) (int, error) {
-	ctx, cancel := until(w.writeDeadline.Load())
-	defer cancel()
-	if err := w.ws.Write(ctx, websocket.MessageText, b); err != nil {
+	w.ws.SetWriteDeadline(until(w.writeDeadline.Load()))
+	if err := w.ws.WriteMessage(websocket.TextMessage, b); err != nil {
 		return 0, err
 	}
 	return len(b), nil
 }
 
-func (w *wsConn) Close() error { return w.ws.CloseNow() }
+func (w *wsConn) Close() error { return w.ws.Close() }
 
 func (w *wsConn) LocalAddr() net.Addr  { return wsAddr{} }
 func (w *wsConn) RemoteAddr() net.Addr { return wsAddr{} }

@@ -7,14 +7,17 @@
 // session is a session.Bound with TransportName "websocket" in the same
 // router, not a second server.
 //
-// The WebSocket library is github.com/coder/websocket: small, with no
-// dependencies, context-aware (every read and write has a deadline),
-// maintained, and it allocates no goroutine per connection while idle.
+// The WebSocket library is github.com/gorilla/websocket: maintained, no
+// dependencies, no goroutine per connection, and it lets an idle
+// connection hold almost nothing: its own small read buffer (the 4 KiB
+// buffers net/http hijacked the connection with are let go) and a write
+// buffer taken from a pool only while a message is written. (coder/
+// websocket, tried first, keeps net/http's two 4 KiB buffers for the
+// connection's life: BENCHMARKS.md, idle memory.)
 package ws
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -23,7 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gorilla/websocket"
 
 	"roost/wire/stanza"
 	"roost/wire/xmlscan"
@@ -54,10 +57,9 @@ type conn struct {
 	remote, local net.Addr
 
 	// reader side
-	head   [maxOpenBytes]byte
-	pend   []byte    // bytes of the current message to hand out first
-	msg    io.Reader // the rest of the current message; nil between messages
-	cancel context.CancelFunc
+	head [maxOpenBytes]byte
+	pend []byte    // bytes of the current message to hand out first
+	msg  io.Reader // the rest of the current message; nil between messages
 
 	readDeadline  atomic.Int64 // UnixNano; 0: none
 	writeDeadline atomic.Int64
@@ -97,23 +99,21 @@ func unixNano(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-// ctx is a context ending at deadline d (UnixNano, 0: never). The
-// library closes the connection when it ends: a deadline here is the
-// end of the connection, as c2s uses it (limits.auth_timeout,
-// limits.write_timeout).
-func ctxUntil(d int64) (context.Context, context.CancelFunc) {
+// deadline is d (UnixNano, 0: none) as the library takes it.
+func deadline(d int64) time.Time {
 	if d == 0 {
-		return context.Background(), func() {}
+		return time.Time{}
 	}
-	return context.WithDeadline(context.Background(), time.Unix(0, d))
+	return time.Unix(0, d)
 }
 
-// Close ends the connection with the WebSocket closing handshake (RFC
-// 6455 §7), in the background: the library waits up to 5 s for the
-// peer's answer, which must block neither the reader nor the out-queue.
+// Close ends the connection with a WebSocket close frame (RFC 6455 §7)
+// and closes the socket; the peer's answer is not waited for. A write
+// under way gets its own deadline from WriteControl.
 func (c *conn) Close() error {
 	c.closeOnce.Do(func() {
-		go c.ws.Close(websocket.StatusNormalClosure, "")
+		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+		c.ws.Close()
 	})
 	return nil
 }
@@ -146,26 +146,17 @@ func (c *conn) Read(p []byte) (int, error) {
 	}
 }
 
-func (c *conn) endMessage() {
-	c.msg = nil
-	if c.cancel != nil {
-		c.cancel()
-		c.cancel = nil
-	}
-}
+func (c *conn) endMessage() { c.msg = nil }
 
 // nextMessage starts the next message: its first bytes decide whether it
 // is framing (<open/>, <close/>) or an element to pass on.
 func (c *conn) nextMessage() error {
-	d := c.readDeadline.Load()
-	ctx, cancel := ctxUntil(d)
-	typ, r, err := c.ws.Reader(ctx)
+	c.ws.SetReadDeadline(deadline(c.readDeadline.Load()))
+	typ, r, err := c.ws.NextReader()
 	if err != nil {
-		cancel()
 		return c.readError(err)
 	}
-	c.cancel = cancel
-	if typ != websocket.MessageText {
+	if typ != websocket.TextMessage {
 		// RFC 7395 §3.2: every message is UTF-8 text; a binary one is
 		// not XML this stream can process.
 		c.endMessage()
@@ -206,10 +197,11 @@ func (c *conn) readError(err error) error {
 	if d := c.readDeadline.Load(); d != 0 && time.Now().UnixNano() >= d {
 		return os.ErrDeadlineExceeded
 	}
-	if errors.Is(err, websocket.ErrMessageTooBig) {
+	if errors.Is(err, websocket.ErrReadLimit) {
 		return &xmlscan.Error{Cond: xmlscan.PolicyViolation, Reason: "WebSocket message larger than the stanza size limit"}
 	}
-	if websocket.CloseStatus(err) != -1 || errors.Is(err, io.EOF) {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return io.EOF
 	}
 	return err
@@ -249,8 +241,8 @@ func openToHeader(b []byte) []byte {
 func (c *conn) Write(b []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	ctx, cancel := ctxUntil(c.writeDeadline.Load())
-	defer cancel()
+	d := c.writeDeadline.Load()
+	c.ws.SetWriteDeadline(deadline(d))
 	for rest := b; len(rest) > 0; {
 		var n int
 		n, c.out = nextFrame(rest, c.out[:0])
@@ -258,8 +250,8 @@ func (c *conn) Write(b []byte) (int, error) {
 		if len(c.out) == 0 {
 			continue
 		}
-		if err := c.ws.Write(ctx, websocket.MessageText, c.out); err != nil {
-			if ctx.Err() != nil {
+		if err := c.ws.WriteMessage(websocket.TextMessage, c.out); err != nil {
+			if d != 0 && time.Now().UnixNano() >= d {
 				err = os.ErrDeadlineExceeded
 			}
 			return len(b) - len(rest) - n, err

@@ -9,8 +9,9 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gorilla/websocket"
 
 	"roost/server/c2s"
 	"roost/wire/stanza"
@@ -38,6 +39,19 @@ type Handler struct {
 	idle   chan struct{} // closed when active drops to 0 after Wait
 }
 
+// upgrader answers the opening handshake (RFC 6455 §4.2). Its own small
+// buffers replace the ones net/http hijacked the connection with, and the
+// write buffer comes from a pool only while a message is written, so an
+// idle session holds neither. The Origin is checked before, against full
+// origins.
+var upgrader = websocket.Upgrader{
+	ReadBufferSize:  512,
+	WriteBufferSize: 1024,
+	WriteBufferPool: &sync.Pool{},
+	Subprotocols:    []string{Subprotocol},
+	CheckOrigin:     func(*http.Request) bool { return true },
+}
+
 // ServeHTTP checks the Origin, upgrades with the xmpp subprotocol and
 // runs the client stream over the connection until it ends.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -47,17 +61,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
-	wc, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		Subprotocols:       []string{Subprotocol},
-		InsecureSkipVerify: true, // the Origin was checked above, against full origins
-	})
+	wc, err := upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		h.Log.Debug("websocket: upgrade refused", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	if wc.Subprotocol() != Subprotocol {
 		// RFC 7395 §3.1: the xmpp subprotocol is required.
-		wc.Close(websocket.StatusProtocolError, "the xmpp subprotocol is required (RFC 7395)")
+		wc.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseProtocolError, "the xmpp subprotocol is required (RFC 7395)"), time.Now().Add(time.Second))
+		wc.Close()
 		return
 	}
 	// The scanner bounds a stanza (limits.stanza_bytes, with a
