@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -27,10 +26,8 @@ const nsFraming = "urn:ietf:params:xml:ns:xmpp-framing"
 const wsStreamHeader = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
 
 type wsConn struct {
-	ws            *websocket.Conn
-	pend          []byte
-	readDeadline  atomic.Int64 // UnixNano; 0: none
-	writeDeadline atomic.Int64
+	ws   *websocket.Conn
+	pend []byte
 }
 
 // dialWebSocket opens url with the xmpp subprotocol. Without conf the
@@ -52,16 +49,8 @@ func dialWebSocket(url string, conf *tls.Config, timeout time.Duration) (*wsConn
 	return &wsConn{ws: c}, nil
 }
 
-func until(d int64) time.Time {
-	if d == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, d)
-}
-
 func (w *wsConn) Read(p []byte) (int, error) {
 	for len(w.pend) == 0 {
-		w.ws.SetReadDeadline(until(w.readDeadline.Load()))
 		typ, b, err := w.ws.ReadMessage()
 		if err != nil {
 			if websocket.IsCloseError(err, websocket.CloseNormalClosure) {
@@ -89,7 +78,6 @@ func (w *wsConn) Read(p []byte) (int, error) {
 
 // Write sends b, one element, as one text message.
 func (w *wsConn) Write(b []byte) (int, error) {
-	w.ws.SetWriteDeadline(until(w.writeDeadline.Load()))
 	if err := w.ws.WriteMessage(websocket.TextMessage, b); err != nil {
 		return 0, err
 	}
@@ -106,22 +94,8 @@ func (w *wsConn) SetDeadline(t time.Time) error {
 	return w.SetWriteDeadline(t)
 }
 
-func (w *wsConn) SetReadDeadline(t time.Time) error {
-	w.readDeadline.Store(nano(t))
-	return nil
-}
-
-func (w *wsConn) SetWriteDeadline(t time.Time) error {
-	w.writeDeadline.Store(nano(t))
-	return nil
-}
-
-func nano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
+func (w *wsConn) SetReadDeadline(t time.Time) error  { return w.ws.SetReadDeadline(t) }
+func (w *wsConn) SetWriteDeadline(t time.Time) error { return w.ws.SetWriteDeadline(t) }
 
 type wsAddr struct{}
 

@@ -177,13 +177,20 @@ func (s *Service) password(f *form) (string, *cmdError) {
 	return pw, nil
 }
 
+// account reads the form's accountjid (a local account) and password.
+func (s *Service) account(f *form) (local, pw string, cerr *cmdError) {
+	if local, cerr = s.localJID(f.value("accountjid")); cerr != nil {
+		return "", "", cerr
+	}
+	if pw, cerr = s.password(f); cerr != nil {
+		return "", "", cerr
+	}
+	return local, pw, nil
+}
+
 // addUser is XEP-0133 §4.1.
 func (s *Service) addUser(_ session.Peer, f *form) ([]byte, *cmdError) {
-	local, cerr := s.localJID(f.value("accountjid"))
-	if cerr != nil {
-		return nil, cerr
-	}
-	pw, cerr := s.password(f)
+	local, pw, cerr := s.account(f)
 	if cerr != nil {
 		return nil, cerr
 	}
@@ -254,11 +261,7 @@ func (s *Service) endSession(_ session.Peer, f *form) ([]byte, *cmdError) {
 
 // changePassword is XEP-0133 §4.7.
 func (s *Service) changePassword(_ session.Peer, f *form) ([]byte, *cmdError) {
-	local, cerr := s.localJID(f.value("accountjid"))
-	if cerr != nil {
-		return nil, cerr
-	}
-	pw, cerr := s.password(f)
+	local, pw, cerr := s.account(f)
 	if cerr != nil {
 		return nil, cerr
 	}

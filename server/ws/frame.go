@@ -23,7 +23,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -61,9 +60,6 @@ type conn struct {
 	pend []byte    // bytes of the current message to hand out first
 	msg  io.Reader // the rest of the current message; nil between messages
 
-	readDeadline  atomic.Int64 // UnixNano; 0: none
-	writeDeadline atomic.Int64
-
 	wmu sync.Mutex
 	out []byte // one frame being built
 
@@ -77,35 +73,16 @@ func newConn(c *websocket.Conn, remote, local net.Addr) *conn {
 func (c *conn) LocalAddr() net.Addr  { return c.local }
 func (c *conn) RemoteAddr() net.Addr { return c.remote }
 
+// The deadlines are the WebSocket connection's own (it sets them on the
+// socket): c2s's read deadline (limits.auth_timeout, idle) and the
+// out-queue's write deadline apply as on a TCP stream.
 func (c *conn) SetDeadline(t time.Time) error {
 	c.SetReadDeadline(t)
 	return c.SetWriteDeadline(t)
 }
 
-func (c *conn) SetReadDeadline(t time.Time) error {
-	c.readDeadline.Store(unixNano(t))
-	return nil
-}
-
-func (c *conn) SetWriteDeadline(t time.Time) error {
-	c.writeDeadline.Store(unixNano(t))
-	return nil
-}
-
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-// deadline is d (UnixNano, 0: none) as the library takes it.
-func deadline(d int64) time.Time {
-	if d == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, d)
-}
+func (c *conn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }
+func (c *conn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
 
 // Close ends the connection with a WebSocket close frame (RFC 6455 §7)
 // and closes the socket; the peer's answer is not waited for. A write
@@ -151,7 +128,6 @@ func (c *conn) endMessage() { c.msg = nil }
 // nextMessage starts the next message: its first bytes decide whether it
 // is framing (<open/>, <close/>) or an element to pass on.
 func (c *conn) nextMessage() error {
-	c.ws.SetReadDeadline(deadline(c.readDeadline.Load()))
 	typ, r, err := c.ws.NextReader()
 	if err != nil {
 		return c.readError(err)
@@ -194,7 +170,7 @@ func (c *conn) nextMessage() error {
 // readError maps the library's errors to what c2s expects of a socket:
 // a deadline is os.ErrDeadlineExceeded, a closed WebSocket io.EOF.
 func (c *conn) readError(err error) error {
-	if d := c.readDeadline.Load(); d != 0 && time.Now().UnixNano() >= d {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return os.ErrDeadlineExceeded
 	}
 	if errors.Is(err, websocket.ErrReadLimit) {
@@ -241,8 +217,6 @@ func openToHeader(b []byte) []byte {
 func (c *conn) Write(b []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	d := c.writeDeadline.Load()
-	c.ws.SetWriteDeadline(deadline(d))
 	for rest := b; len(rest) > 0; {
 		var n int
 		n, c.out = nextFrame(rest, c.out[:0])
@@ -251,7 +225,7 @@ func (c *conn) Write(b []byte) (int, error) {
 			continue
 		}
 		if err := c.ws.WriteMessage(websocket.TextMessage, c.out); err != nil {
-			if d != 0 && time.Now().UnixNano() >= d {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
 				err = os.ErrDeadlineExceeded
 			}
 			return len(b) - len(rest) - n, err
