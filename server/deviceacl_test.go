@@ -91,16 +91,18 @@ func TestDeviceAcceptsRequestsFrom(t *testing.T) {
 		mode    string
 		allowed map[string]bool
 	}{
-		{"owners", map[string]bool{"alice": true}},
-		{"contacts", map[string]bool{"alice": true, "carol": true}},
-		{"anyone", map[string]bool{"alice": true, "carol": true, "mallory": true}},
+		// root is one of the gateway's admins: allowed whatever the mode.
+		{"owners", map[string]bool{"alice": true, "root": true}},
+		{"contacts", map[string]bool{"alice": true, "carol": true, "root": true}},
+		{"anyone", map[string]bool{"alice": true, "carol": true, "mallory": true, "root": true}},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			ts := startServer(t, func(c *server.Config) {
 				c.Devices.AcceptFrom = tc.mode
 				c.Listen.DTLS = "127.0.0.1:0"
+				c.Admins = []string{"root@localhost"}
 			})
-			for _, u := range []string{"alice", "carol", "mallory"} {
+			for _, u := range []string{"alice", "carol", "mallory", "root"} {
 				ts.addUser(t, u, "pw")
 			}
 			d, err := devices.Add(ts.Store(), "localhost", "sensor2", "thermostat", "Hall", []string{"alice"})
@@ -117,7 +119,7 @@ func TestDeviceAcceptsRequestsFrom(t *testing.T) {
 				t.Fatal(err)
 			}
 			clients := map[string]*rawClient{}
-			for _, u := range []string{"alice", "carol", "mallory"} {
+			for _, u := range []string{"alice", "carol", "mallory", "root"} {
 				clients[u] = login(t, ts, u, "pw", "r")
 			}
 			alice := clients["alice"]
@@ -128,7 +130,7 @@ func TestDeviceAcceptsRequestsFrom(t *testing.T) {
 			alice.expect("the device's presence", func(e *element) bool {
 				return e.XMLName.Local == "presence" && e.attr("from") == "sensor2@localhost/device"
 			})
-			for _, u := range []string{"mallory", "carol", "alice"} {
+			for _, u := range []string{"mallory", "carol", "root", "alice"} {
 				c := clients[u]
 				for _, typ := range []string{"set", "get"} {
 					id := u + "-" + typ
