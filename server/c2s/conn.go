@@ -170,6 +170,12 @@ type ConnOptions struct {
 	// Transport names the session's transport (session.Options): "c2s"
 	// when empty.
 	Transport string
+	// Done, when set, is called once the connection has ended, and
+	// ServeConn returns as soon as a session is bound: the bound session
+	// is read on a fresh goroutine, whose stack holds only what an idle
+	// read needs, not what negotiation grew (SCRAM, the bind parse). The
+	// caller's cleanup must then be in Done, not after ServeConn.
+	Done func()
 }
 
 // ServeConn is Serve for any carrier of a client stream: the same
@@ -181,16 +187,28 @@ func ServeConn(env *Env, nc net.Conn, o ConnOptions) {
 	c := &Conn{env: env, nc: nc, ip: ratelimit.HostOf(nc.RemoteAddr()), directTLS: o.DirectTLS,
 		secure: o.Secure, noTLS: o.Framed, transport: o.Transport}
 	c.log = env.Log.With("remote", nc.RemoteAddr().String())
+	handedOff := false
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.Error("c2s: internal error, closing connection", "panic", r)
 			c.writeStreamError(stanza.StreamInternalServerError, "")
 			nc.Close()
 		}
+		if !handedOff && o.Done != nil {
+			o.Done()
+		}
 	}()
 	sess, err := c.negotiate()
 	if sess == nil {
 		c.finishUnbound(err)
+		return
+	}
+	if o.Done != nil {
+		handedOff = true
+		go func() {
+			defer o.Done()
+			c.runBound(sess)
+		}()
 		return
 	}
 	c.runBound(sess)

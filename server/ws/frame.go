@@ -56,9 +56,9 @@ type conn struct {
 	remote, local net.Addr
 
 	// reader side
-	head [maxOpenBytes]byte
-	pend []byte    // bytes of the current message to hand out first
-	msg  io.Reader // the rest of the current message; nil between messages
+	head *[maxOpenBytes]byte // a message's first bytes while they are handed out; pooled, nil when idle
+	pend []byte              // bytes of the current message to hand out first
+	msg  io.Reader           // the rest of the current message; nil between messages
 
 	wmu sync.Mutex
 	out []byte // one frame being built
@@ -101,6 +101,9 @@ func (c *conn) Read(p []byte) (int, error) {
 		if len(c.pend) > 0 {
 			n := copy(p, c.pend)
 			c.pend = c.pend[n:]
+			if len(c.pend) == 0 {
+				c.releaseHead()
+			}
 			return n, nil
 		}
 		if c.msg != nil {
@@ -125,6 +128,17 @@ func (c *conn) Read(p []byte) (int, error) {
 
 func (c *conn) endMessage() { c.msg = nil }
 
+// headPool lends the buffer a message's first bytes are read into, so
+// that an idle connection holds none.
+var headPool = sync.Pool{New: func() any { return new([maxOpenBytes]byte) }}
+
+func (c *conn) releaseHead() {
+	if c.head != nil {
+		headPool.Put(c.head)
+		c.head = nil
+	}
+}
+
 // nextMessage starts the next message: its first bytes decide whether it
 // is framing (<open/>, <close/>) or an element to pass on.
 func (c *conn) nextMessage() error {
@@ -138,10 +152,12 @@ func (c *conn) nextMessage() error {
 		c.endMessage()
 		return &xmlscan.Error{Cond: xmlscan.Condition(stanza.StreamBadFormat), Reason: "binary WebSocket messages are not allowed (RFC 7395 §3.2)"}
 	}
+	c.head = headPool.Get().(*[maxOpenBytes]byte)
 	n, err := io.ReadFull(r, c.head[:])
 	whole := err == io.EOF || err == io.ErrUnexpectedEOF
 	if err != nil && !whole {
 		c.endMessage()
+		c.releaseHead()
 		return c.readError(err)
 	}
 	b := bytes.TrimLeft(c.head[:n], " \t\r\n")
@@ -149,16 +165,22 @@ func (c *conn) nextMessage() error {
 	case isTag(b, "open"):
 		c.endMessage()
 		if !whole {
+			c.releaseHead()
 			return &xmlscan.Error{Cond: xmlscan.PolicyViolation, Reason: "<open/> too large"}
 		}
-		c.pend = openToHeader(b)
+		c.pend = append([]byte(nil), openToHeader(b)...) // once per stream; head goes back
+		c.releaseHead()
 		return nil
 	case isTag(b, "close"):
 		c.endMessage()
 		c.pend = []byte("</stream:stream>")
+		c.releaseHead()
 		return nil
 	}
 	c.pend = c.head[:n]
+	if n == 0 {
+		c.releaseHead()
+	}
 	if whole {
 		c.endMessage()
 	} else {

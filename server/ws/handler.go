@@ -104,11 +104,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// the connection is hijacked, so net/http has no more use for it, and
 	// its request and its connection goroutine's grown stack (16 KiB) are
 	// not held for the life of an idle session.
-	go func() {
-		defer h.leave()
-		defer release()
-		c2s.ServeConn(h.Env, nc, c2s.ConnOptions{Framed: true, Secure: secure, Transport: "websocket"})
-	}()
+	go c2s.ServeConn(h.Env, nc, c2s.ConnOptions{Framed: true, Secure: secure, Transport: "websocket",
+		Done: func() { release(); h.leave() }})
 }
 
 // originOK accepts no Origin (not a browser), the request's own host, or
