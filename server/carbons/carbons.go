@@ -227,7 +227,7 @@ func (c *State) copies(from session.Peer, st *stanza.Stanza, stamped, rcpt []byt
 	if len(sent) == 0 && len(recv) == 0 {
 		return
 	}
-	in := scan(stamped)
+	in := payload(st.Tok)
 	if !in.eligible(st.Type) {
 		return
 	}

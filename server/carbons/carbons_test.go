@@ -9,6 +9,7 @@ import (
 	"roost/server/session"
 	"roost/wire/jid"
 	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 func TestEligible(t *testing.T) {
@@ -44,7 +45,7 @@ func TestEligible(t *testing.T) {
 		{"self-closing", `<message type='chat'/>`, "chat", true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			in := scan([]byte(tc.msg))
+			in := payload(scanned(t, tc.msg))
 			if got := in.eligible([]byte(tc.typ)); got != tc.want {
 				t.Errorf("eligible = %v, want %v (%+v)", got, tc.want, in)
 			}
@@ -55,11 +56,34 @@ func TestEligible(t *testing.T) {
 	}
 }
 
+// scanned is msg as the stream scanner hands it over on a client stream.
+func scanned(t testing.TB, msg string) *xmlscan.Token {
+	t.Helper()
+	sc := xmlscan.New(strings.NewReader("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"+msg), xmlscan.Limits{})
+	if _, err := sc.Next(); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := sc.Next()
+	if err != nil {
+		t.Fatalf("%s: %v", msg, err)
+	}
+	return &tok
+}
+
 // TestScanAllocs: deciding eligibility allocates nothing.
 func TestScanAllocs(t *testing.T) {
-	msg := []byte(`<message type='chat' to='bob@localhost' xmlns:c='urn:xmpp:carbons:2'><body>hi</body><c:private/><x xmlns='urn:x'><y a="1>"/></x></message>`)
-	if n := testing.AllocsPerRun(100, func() { scan(msg).eligible([]byte("chat")) }); n != 0 {
-		t.Errorf("scan allocates %v times", n)
+	tok := scanned(t, `<message type='chat' to='bob@localhost' xmlns:c='urn:xmpp:carbons:2'><body>hi</body><c:private/><x xmlns='urn:x'><y a="1>"/></x></message>`)
+	if n := testing.AllocsPerRun(100, func() { payload(tok).eligible([]byte("chat")) }); n != 0 {
+		t.Errorf("payload allocates %v times", n)
+	}
+}
+
+// A stanza with more direct children than the scanner lists is not
+// copied: a private marker past them could not be seen.
+func TestManyChildrenNotCopied(t *testing.T) {
+	msg := "<message type='chat'><body>hi</body>" + strings.Repeat("<x xmlns='urn:x'/>", xmlscan.MaxKids) + "<private xmlns='urn:xmpp:carbons:2'/></message>"
+	if payload(scanned(t, msg)).eligible([]byte("chat")) {
+		t.Fatal("a message whose private marker the scanner did not list was eligible")
 	}
 }
 
@@ -185,7 +209,7 @@ func TestCopies(t *testing.T) {
 	}
 	msg := func(body string) (*stanza.Stanza, []byte) {
 		raw := []byte("<message type='chat' to='x'>" + body + "</message>")
-		return &stanza.Stanza{Kind: stanza.Message, Type: []byte("chat")}, raw
+		return &stanza.Stanza{Kind: stanza.Message, Type: []byte("chat"), Tok: scanned(t, string(raw))}, raw
 	}
 	alice := []byte("alice@localhost")
 
@@ -268,8 +292,8 @@ func TestHooksAllocs(t *testing.T) {
 	one, _ := bound(t, "alice@localhost/one")
 	bob, _ := bound(t, "bob@localhost/b")
 	carol, _ := bound(t, "carol@localhost/c")
-	st := &stanza.Stanza{Kind: stanza.Message, Type: []byte("chat")}
 	raw := []byte("<message type='chat'><body>x</body></message>")
+	st := &stanza.Stanza{Kind: stanza.Message, Type: []byte("chat"), Tok: scanned(t, string(raw))}
 	alice := []byte("alice@localhost")
 	var buf [8]*session.Bound
 	run := func() {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"roost/wire/stanza"
+	"roost/wire/xmlscan"
 )
 
 // appendCopy appends the carbon of msg for the resource to (XEP-0280 §7,
@@ -96,111 +97,18 @@ func (in info) eligible(typ []byte) bool {
 	return !in.private && !in.noCopy && !in.carbon
 }
 
-// maxDecls bounds the namespace declarations remembered per start tag;
-// more than that on one tag is not something a client writes, and the
-// ones past it are ignored (a child then may not be recognised, which
-// only means a message is copied or not as if it were absent).
-const maxDecls = 8
-
-var nsClient = []byte(stanza.NSClient)
-
-type decl struct{ prefix, uri []byte }
-
-type scope struct {
-	decls [maxDecls]decl
-	n     int
-}
-
-// lookup resolves prefix ("" for the default namespace); ok is false when
-// this scope does not declare it.
-func (s *scope) lookup(prefix []byte) (uri []byte, ok bool) {
-	for i := s.n - 1; i >= 0; i-- {
-		if bytes.Equal(s.decls[i].prefix, prefix) {
-			return s.decls[i].uri, true
-		}
-	}
-	return nil, false
-}
-
-// scan reads the direct children of the stanza b (a complete element the
-// stream scanner already checked: well-formed, namespace-well-formed,
-// restricted XML) and reports the ones the rules look at. Namespaces are
-// resolved from the child's own declarations and the stanza's (routing
-// re-declares on the stanza what it used from the stream header); an
-// undeclared default namespace is the client stream's (jabber:client).
-// It allocates nothing unless a namespace value holds a character
-// reference.
-func scan(b []byte) info {
+// payload reads what the rules look at from the stanza's direct
+// children, as the stream scanner listed them (xmlscan.Token.Kids,
+// namespaces resolved). A stanza with more direct children than the
+// scanner lists counts as private: a marker further down could not be
+// seen, and not copying is the safe side.
+func payload(tok *xmlscan.Token) info {
 	var in info
-	var top scope
-	i, selfClosing := startTag(b, 0, &top)
-	if selfClosing {
-		return in
+	for _, k := range tok.Kids {
+		in.classify(k.Local, k.Space, tok.Space)
 	}
-	topNS, ok := top.lookup(nil)
-	if !ok {
-		topNS = nsClient // the stream's content namespace
-	}
-	depth := 0 // open elements inside the stanza
-	for i < len(b) {
-		j := bytes.IndexByte(b[i:], '<')
-		if j < 0 {
-			return in
-		}
-		i += j
-		if i+1 >= len(b) {
-			return in
-		}
-		switch b[i+1] {
-		case '/':
-			if depth == 0 {
-				return in // the stanza's end tag
-			}
-			depth--
-			k := bytes.IndexByte(b[i:], '>')
-			if k < 0 {
-				return in
-			}
-			i += k + 1
-		case '!':
-			k := bytes.Index(b[i:], []byte("]]>"))
-			if !bytes.HasPrefix(b[i:], []byte("<![CDATA[")) || k < 0 {
-				return in
-			}
-			i += k + 3
-		case '?':
-			k := bytes.Index(b[i:], []byte("?>"))
-			if k < 0 {
-				return in
-			}
-			i += k + 2
-		default:
-			if depth > 0 {
-				next, sc := startTag(b, i, nil)
-				i = next
-				if !sc {
-					depth++
-				}
-				continue
-			}
-			var own scope
-			next, sc := startTag(b, i, &own)
-			prefix, local := qname(b, i)
-			uri, ok := own.lookup(prefix)
-			if !ok {
-				uri, ok = top.lookup(prefix)
-			}
-			if !ok && len(prefix) == 0 {
-				uri, ok = topNS, true
-			}
-			if ok {
-				in.classify(local, uri, topNS)
-			}
-			i = next
-			if !sc {
-				depth++
-			}
-		}
+	if tok.Children > len(tok.Kids) {
+		in.private = true
 	}
 	return in
 }
@@ -227,66 +135,4 @@ func (in *info) classify(local, uri, topNS []byte) {
 	case "x":
 		in.mucUser = in.mucUser || string(uri) == nsMUCUser
 	}
-}
-
-// qname splits the name of the start tag at b[i] ('<') into prefix and
-// local part.
-func qname(b []byte, i int) (prefix, local []byte) {
-	name := b[i+1 : i+nameEnd(b[i:])]
-	if k := bytes.IndexByte(name, ':'); k >= 0 {
-		return name[:k], name[k+1:]
-	}
-	return nil, name
-}
-
-// startTag reads the start tag at b[i] ('<') and returns the offset just
-// past it and whether it is an empty-element tag. When sc is not nil the
-// tag's namespace declarations are added to it.
-func startTag(b []byte, i int, sc *scope) (next int, selfClosing bool) {
-	i += nameEnd(b[i:])
-	for i < len(b) {
-		switch c := b[i]; {
-		case c == '>':
-			return i + 1, false
-		case c == '/':
-			if i+1 < len(b) && b[i+1] == '>' {
-				return i + 2, true
-			}
-			i++
-		case isSpace(c):
-			i++
-		default:
-			// An attribute: name, '=', a quoted value.
-			ns := i
-			for i < len(b) && b[i] != '=' && !isSpace(b[i]) {
-				i++
-			}
-			name := b[ns:i]
-			for i < len(b) && b[i] != '\'' && b[i] != '"' {
-				i++
-			}
-			if i >= len(b) {
-				return i, false
-			}
-			q := b[i]
-			k := bytes.IndexByte(b[i+1:], q)
-			if k < 0 {
-				return len(b), false
-			}
-			value := b[i+1 : i+1+k]
-			i += k + 2
-			if sc == nil || sc.n == maxDecls {
-				continue
-			}
-			switch {
-			case string(name) == "xmlns":
-				sc.decls[sc.n] = decl{prefix: nil, uri: value}
-				sc.n++
-			case bytes.HasPrefix(name, []byte("xmlns:")):
-				sc.decls[sc.n] = decl{prefix: name[len("xmlns:"):], uri: value}
-				sc.n++
-			}
-		}
-	}
-	return i, false
 }

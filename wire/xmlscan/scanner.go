@@ -65,9 +65,9 @@ type Scanner struct {
 	// the element being scanned; offsets are relative to start
 	depth    int
 	children int
-	child    span // local name of the first child, relative
-	childNS  []byte
-	names    []span // open element qualified names, relative
+	kids     []kid   // the first MaxKids direct children, relative
+	kidsOut  []Child // Token.Kids, built by finishElement
+	names    []span  // open element qualified names, relative
 	ns       []binding
 	nsMarks  []int      // len(ns) at each depth's start
 	attrs    []Attr     // top element's attributes, built by token()
@@ -83,6 +83,15 @@ type Scanner struct {
 }
 
 type span struct{ off, n int }
+
+// kid is a direct child element being scanned: its local name and its
+// namespace (owned when it came from the stream header, else a relative
+// span of the buffer).
+type kid struct {
+	local, rel span
+	space      []byte
+	owned      bool
+}
 
 // attrSpan locates one attribute relative to the token start.
 type attrSpan struct {
@@ -205,8 +214,7 @@ func (s *Scanner) shrink() {
 func (s *Scanner) resetElement() {
 	s.depth = 0
 	s.children = 0
-	s.child = span{}
-	s.childNS = nil
+	s.kids = s.kids[:0]
 	s.names = s.names[:0]
 	s.ns = s.ns[:0]
 	s.nsMarks = s.nsMarks[:0]
@@ -659,9 +667,18 @@ func (s *Scanner) finishElement(next int) (Token, error) {
 	tok := s.token(KindElement, s.start, next)
 	tok.Space = s.spaceOf()
 	tok.Children = s.children
-	if s.children > 0 {
-		tok.ChildLocal = s.bytesOf(s.child)
-		tok.ChildSpace = s.childNS
+	s.kidsOut = s.kidsOut[:0]
+	for _, k := range s.kids {
+		c := Child{Local: s.bytesOf(k.local), Space: k.space}
+		if !k.owned {
+			c.Space = s.bytesOf(k.rel)
+		}
+		s.kidsOut = append(s.kidsOut, c)
+	}
+	tok.Kids = s.kidsOut
+	if len(s.kidsOut) > 0 {
+		tok.ChildLocal = s.kidsOut[0].Local
+		tok.ChildSpace = s.kidsOut[0].Space
 	}
 	tok.Inherited = s.inh
 	s.stage = stageStream
@@ -1035,13 +1052,10 @@ func (s *Scanner) startTag(i int, header bool) (int, error) {
 		// Only the top element's attributes are reported.
 		s.aspans = s.aspans[:firstAttr]
 		if s.depth == 1 {
-			if s.children == 0 {
-				s.child = local
-				if owned {
-					s.childNS = space
-				} else {
-					s.childNS = s.bytesOf(rel)
-				}
+			// Offsets, not slices: the buffer may still grow and move
+			// before the element ends.
+			if len(s.kids) < MaxKids {
+				s.kids = append(s.kids, kid{local: local, rel: rel, space: space, owned: owned})
 			}
 			s.children++
 		}

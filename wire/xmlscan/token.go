@@ -68,6 +68,12 @@ type Token struct {
 	// server pick an iq handler without parsing the payload.
 	ChildLocal []byte
 	ChildSpace []byte
+	// Kids name the first MaxKids direct children in document order (the
+	// first is ChildLocal/ChildSpace): what a handler that looks at a
+	// stanza's payload elements (XEP-0280 carbons: body, private,
+	// no-copy) needs, without scanning the bytes again. Children counts
+	// them all.
+	Kids []Child
 
 	// Inherited lists the prefixed namespace bindings this element uses
 	// that were declared on the stream header rather than inside the
@@ -104,6 +110,17 @@ func (t *Token) Inner() []byte {
 	}
 	return t.Raw[i+j+1 : end]
 }
+
+// Child is a direct child element of a top-level element: its local name
+// and resolved namespace.
+type Child struct {
+	Local []byte
+	Space []byte
+}
+
+// MaxKids bounds the direct children a Token lists in Kids (a scanner
+// keeps that many per element however many a stanza has).
+const MaxKids = 16
 
 // Limits bound what one stream may send (RFC 6120 §13.12, XEP-0205).
 // A zero field takes the default noted beside it.
