@@ -37,6 +37,11 @@ type Config struct {
 	Uplink  UplinkConfig  `json:"uplink"`
 	S2S     S2SConfig     `json:"s2s"`
 	HTTP    HTTPConfig    `json:"http"`
+	PEP     PEPConfig     `json:"pep"`
+	// Components maps the domain of each external component allowed on
+	// listen.component (XEP-0114: a bridge such as Zigbee or Modbus) to its
+	// shared secret.
+	Components map[string]string `json:"components"`
 	// Admins are the bare JIDs allowed to run the service administration
 	// commands (XEP-0133) and to sign in to the status page.
 	Admins []string `json:"admins"`
@@ -55,6 +60,25 @@ type ListenConfig struct {
 	S2S    string `json:"s2s"`     // server-to-server federation (RFC 6120, dialback); empty: no federation
 	HTTPS  string `json:"https"`   // the web face over TLS: the status page, XMPP over WebSocket (RFC 7395), host-meta, metrics
 	HTTP   string `json:"http"`    // the same without TLS, for a reverse proxy on loopback; empty: off
+	// Component accepts external components (XEP-0114 accept side) for
+	// the domains in "components"; empty: off.
+	Component string `json:"component"`
+}
+
+// PEPConfig tunes personal eventing (XEP-0163) over pubsub (XEP-0060) and
+// the entity-capabilities cache (XEP-0115) it relies on.
+type PEPConfig struct {
+	// FlushInterval is how often published items are written to the
+	// store together (one commit for every node changed since); nodes
+	// that ask for it (pubsub#persist_items with a whitelist access
+	// model: private data, XEP-0223) are written before the publish is
+	// answered. A power cut loses at most this much of other items.
+	FlushInterval  Duration `json:"flush_interval"`
+	MaxNodes       int      `json:"max_nodes"`       // nodes one account may hold; beyond: resource-constraint
+	MaxItems       int      `json:"max_items"`       // the largest pubsub#max_items a node may be configured with
+	MaxItemBytes   int      `json:"max_item_bytes"`  // largest item payload
+	MaxSubscribers int      `json:"max_subscribers"` // explicit subscriptions on one node
+	CapsCache      int      `json:"caps_cache"`      // entity-capabilities versions kept (XEP-0115 §5.4)
 }
 
 // HTTPConfig tunes the web face (listen.https, listen.http).
@@ -190,6 +214,11 @@ type LimitsConfig struct {
 	ResumeTimeout Duration `json:"resume_timeout"` // how long a lost XEP-0198 session waits for its resumption; "0s" turns resumption off
 	IdlePing      Duration `json:"idle_ping"`      // a client silent this long gets <r/> or a ping (XEP-0199), and is dropped after as long again without an answer
 	CSIHoldBytes  int      `json:"csi_hold_bytes"` // bytes held back for an inactive client (XEP-0352) before they are sent anyway
+
+	// Bounds added by the PEP and IM extensions issue (16).
+	VCardBytes     int `json:"vcard_bytes"`      // largest vCard one account may store (XEP-0054)
+	PrivateBytes   int `json:"private_bytes"`    // private XML one account may store, all namespaces together (XEP-0049)
+	BlockListItems int `json:"block_list_items"` // JIDs one account may block (XEP-0191)
 }
 
 // Duration is a time.Duration written in JSON as a Go duration string ("30s").
@@ -307,7 +336,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("key \"log_level\": %q is not one of debug, info, warn, error", c.LogLevel)
 	}
-	for key, addr := range map[string]string{"listen.c2s": c.Listen.C2S, "listen.c2s_tls": c.Listen.C2STLS, "listen.dtls": c.Listen.DTLS, "listen.s2s": c.Listen.S2S, "listen.https": c.Listen.HTTPS, "listen.http": c.Listen.HTTP} {
+	for key, addr := range map[string]string{"listen.c2s": c.Listen.C2S, "listen.c2s_tls": c.Listen.C2STLS, "listen.dtls": c.Listen.DTLS, "listen.s2s": c.Listen.S2S, "listen.https": c.Listen.HTTPS, "listen.http": c.Listen.HTTP, "listen.component": c.Listen.Component} {
 		if addr == "" {
 			continue
 		}
@@ -357,6 +386,14 @@ func (c *Config) Validate() error {
 		{"devices.ack_window", c.Devices.AckWindow, 1},
 		{"devices.max_unacked", c.Devices.MaxUnacked, 1},
 		{"devices.socket_buffer_bytes", c.Devices.SocketBufferBytes, 65536},
+		{"limits.vcard_bytes", l.VCardBytes, 1024},
+		{"limits.private_bytes", l.PrivateBytes, 1024},
+		{"limits.block_list_items", l.BlockListItems, 1},
+		{"pep.max_nodes", c.PEP.MaxNodes, 1},
+		{"pep.max_items", c.PEP.MaxItems, 1},
+		{"pep.max_item_bytes", c.PEP.MaxItemBytes, 256},
+		{"pep.max_subscribers", c.PEP.MaxSubscribers, 1},
+		{"pep.caps_cache", c.PEP.CapsCache, 1},
 		{"scram_iterations", c.ScramIterations, 4096},
 	}
 	for _, ch := range checks {
@@ -419,6 +456,21 @@ func (c *Config) Validate() error {
 	for d, addr := range c.S2S.Routes {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("key \"s2s.routes\": %q for %s is not host:port (for example \"192.168.1.10:5269\")", addr, d)
+		}
+	}
+	if d := c.PEP.FlushInterval.D(); d < 0 || d > time.Hour {
+		return fmt.Errorf("key \"pep.flush_interval\": %s is out of range (0s writes every item at once; at most 1h)", d)
+	}
+	for d, secret := range c.Components {
+		j, err := jid.Parse(d)
+		if err != nil || j.Local() != "" || j.Resource() != "" || j.Domain() != d {
+			return fmt.Errorf("key \"components\": %q is not a domain in prepared form (for example \"zigbee.%s\")", d, c.Domain)
+		}
+		if d == c.Domain {
+			return fmt.Errorf("key \"components\": %q is the server's own domain; give the component a domain of its own (for example \"zigbee.%s\")", d, c.Domain)
+		}
+		if secret == "" {
+			return fmt.Errorf("key \"components\": the secret for %q must not be empty", d)
 		}
 	}
 	if c.Uplink.Component.Address != "" && c.Listen.S2S != "" {

@@ -128,6 +128,10 @@ func (s *Server) Start() (err error) {
 				}
 				return out
 			})}}
+	s.wireExtensions()
+	if err := s.route.PEP.Start(); err != nil {
+		return fmt.Errorf("pep: %w", err)
+	}
 	s.env = &c2s.Env{
 		Domain:      cfg.Domain,
 		TLS:         tlsCfg,
@@ -154,6 +158,7 @@ func (s *Server) Start() (err error) {
 		SMQueueBytes:       cfg.Limits.SMQueueBytes,
 		CSIHoldBytes:       cfg.Limits.CSIHoldBytes,
 		IdlePing:           cfg.Limits.IdlePing.D(),
+		StreamCaps:         s.route.CapsElement(),
 	}
 	type c2sListener struct {
 		ln     net.Listener
@@ -181,6 +186,9 @@ func (s *Server) Start() (err error) {
 		return err
 	}
 	s.startUplink()
+	if err := s.startComponents(); err != nil {
+		return err
+	}
 	if err := s.startControl(); err != nil {
 		return err
 	}
@@ -347,6 +355,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopWeb(ctx)
 	if s.s2s != nil {
 		s.s2s.Close() // its streams route into the store
+	}
+	if s.route != nil && s.route.PEP != nil {
+		if err := s.route.PEP.Close(); err != nil { // items not yet flushed (pep.flush_interval)
+			s.log.Error("shutdown: pep items not written", "err", err)
+		}
 	}
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {

@@ -40,7 +40,7 @@ type Options struct {
 }
 
 // schemaVersion is the layout this code reads and writes.
-const schemaVersion = 3
+const schemaVersion = 4
 
 var (
 	bucketMeta    = []byte("meta")
@@ -49,6 +49,10 @@ var (
 	bucketPending = []byte("pending") // per user: contact bare JID -> the inbound subscribe stanza
 	bucketOffline = []byte("offline") // per user: sequence number -> stored message stanza
 	bucketDevices = []byte("devices") // device name -> Device
+	bucketPEP     = []byte("pep")     // per account: node name -> the node's configuration and items (pep.go)
+	bucketPrivate = []byte("private") // per account: namespace -> private XML (XEP-0049)
+	bucketVCard   = []byte("vcard")   // account -> its vCard (XEP-0054)
+	bucketBlocks  = []byte("blocks")  // per account: blocked JID -> nothing (XEP-0191)
 	keySchema     = []byte("schema_version")
 	keySecret     = []byte("server_secret")
 	keyVer        = []byte("\x00ver") // roster version inside a user's roster bucket; sorts before JIDs
@@ -79,6 +83,14 @@ var migrations = []func(tx *bolt.Tx) error{
 	2: func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucketDevices)
 		return err
+	},
+	3: func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketPEP, bucketPrivate, bucketVCard, bucketBlocks} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
 	},
 }
 

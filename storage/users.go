@@ -128,7 +128,7 @@ func (tx *Tx) UserExists(local string) (bool, error) {
 
 // deleteAccountData removes what an account owns besides its record.
 func (tx *Tx) deleteAccountData(local string) error {
-	for _, name := range [][]byte{bucketRosters, bucketPending, bucketOffline} {
+	for _, name := range [][]byte{bucketRosters, bucketPending, bucketOffline, bucketPEP, bucketPrivate, bucketBlocks} {
 		r := tx.tx.Bucket(name)
 		if r.Bucket([]byte(local)) != nil {
 			if err := r.DeleteBucket([]byte(local)); err != nil {
@@ -136,7 +136,7 @@ func (tx *Tx) deleteAccountData(local string) error {
 			}
 		}
 	}
-	return nil
+	return tx.tx.Bucket(bucketVCard).Delete([]byte(local))
 }
 
 // Credentials returns the stored SCRAM credentials for h; ErrNotFound for

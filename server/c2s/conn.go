@@ -61,7 +61,10 @@ type Authenticator interface {
 // Env is what every client connection shares: the server's settings and
 // the parts it talks to.
 type Env struct {
-	Domain      string
+	Domain string
+	// StreamCaps is the server's XEP-0115 caps element, offered in the
+	// stream features after authentication (§6.3); nil: none.
+	StreamCaps  []byte
 	TLS         *tls.Config // nil: no STARTTLS offered
 	TLSRequired bool
 	Limits      xmlscan.Limits // after authentication; Limits.Budget is shared by all connections
@@ -401,6 +404,7 @@ func (c *Conn) featuresAndNegotiate() (restart bool, sess *Session, err error) {
 	switch {
 	case c.authed != "":
 		b = append(b, "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session><ver xmlns='urn:xmpp:features:rosterver'/><sub xmlns='urn:xmpp:features:pre-approval'/><sm xmlns='urn:xmpp:sm:3'/><csi xmlns='urn:xmpp:csi:0'/>"...)
+		b = append(b, env.StreamCaps...) // XEP-0115 §6.3
 	default:
 		if offerTLS {
 			b = append(b, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>"...)

@@ -5,8 +5,11 @@ import (
 	"roost/server/session"
 
 	"roost/server/im"
+	"roost/server/lastactivity"
 	"roost/server/metrics"
+	"roost/server/pep"
 	"roost/server/router"
+	"roost/server/vcard"
 	"roost/wire/jid"
 	"roost/wire/stanza"
 )
@@ -57,7 +60,62 @@ func (s *Service) Stanza(sess *session.Bound, st *stanza.Stanza, stamped []byte)
 
 // Closed implements session.Host: presence goes unavailable for a
 // session that ended for any reason.
-func (s *Service) Closed(sess *session.Bound) { s.Carbons.Closed(sess); s.IM.Closed(sess) }
+func (s *Service) Closed(sess *session.Bound) {
+	s.Carbons.Closed(sess)
+	s.IM.Closed(sess)
+	s.presenceGone(sess)
+}
+
+// ownPresence is what the server does besides RFC 6121 with a session's
+// own broadcast presence: entity capabilities (XEP-0115) and the last PEP
+// items (XEP-0163 §6.2) on available presence, last activity (XEP-0012)
+// on unavailable.
+func (s *Service) ownPresence(sess session.Peer, st *stanza.Stanza, stamped []byte) {
+	b, ok := sess.(*session.Bound)
+	if !ok {
+		return
+	}
+	switch string(st.Type) {
+	case "":
+		s.Caps.Presence(b.JID(), stamped)
+		if s.PEP != nil {
+			s.PEP.Available(b)
+		}
+	case "unavailable":
+		s.presenceGone(b)
+	}
+}
+
+// presenceGone forgets what the hooks of ownPresence know of a session
+// that went unavailable or ended.
+func (s *Service) presenceGone(sess *session.Bound) {
+	s.Caps.Forget(sess.JID())
+	if s.PEP != nil {
+		s.PEP.Unavailable(sess.JID())
+	}
+	if s.Last != nil {
+		s.Last.Gone(sess)
+	}
+}
+
+// remotePresence notes available or unavailable presence that a contact
+// on another domain sent to a local account: its caps, and PEP's last
+// items for it (XEP-0163 §6.2).
+func (s *Service) remotePresence(from jid.JID, owner []byte, st *stanza.Stanza, stamped []byte) {
+	if len(st.Type) != 0 {
+		s.Caps.Forget(from)
+		if s.PEP != nil {
+			s.PEP.Unavailable(from)
+		}
+		return
+	}
+	s.Caps.Presence(from, stamped)
+	if s.PEP != nil {
+		if o, err := jid.ParseBytes(owner); err == nil {
+			s.PEP.RemoteAvailable(from, o)
+		}
+	}
+}
 
 // Route applies RFC 6120 §8 and RFC 6121 §8 to one stanza from a bound
 // session of any transport. stamped is the stanza with from set to the
@@ -71,6 +129,7 @@ func (s *Service) Route(sess session.Peer, st *stanza.Stanza, stamped []byte) {
 		switch st.Kind {
 		case stanza.Presence:
 			s.IM.OwnPresence(sess, st, stamped)
+			s.ownPresence(sess, st, stamped)
 		case stanza.IQ:
 			s.serverIQ(sess, st)
 		case stanza.Message:
@@ -111,6 +170,11 @@ func (s *Service) Route(sess session.Peer, st *stanza.Stanza, stamped []byte) {
 			s.IM.Subscription(sess, st, t.bare)
 		}
 		return
+	}
+	if st.Kind == stanza.Presence && isDirected(st.Type) {
+		if r, ok := sess.(*remoteSession); ok {
+			s.remotePresence(r.jid, t.bare, st, stamped)
+		}
 	}
 	if len(t.resource) > 0 {
 		s.toFull(sess, st, stamped, t, sessions)
@@ -189,6 +253,26 @@ func (s *Service) toBare(sess session.Peer, st *stanza.Stanza, stamped []byte, b
 		case ns == im.NSRoster && !own:
 			// RFC 6121 §2.1.5: nobody reads or changes another's roster.
 			s.bounce(sess, st, stanza.Forbidden, "only your own roster can be read or changed")
+			return
+		case ns == pep.NS || ns == pep.NSOwner:
+			// XEP-0163: the account's bare JID is its PEP service.
+			if s.PEP == nil {
+				s.bounce(sess, st, stanza.ServiceUnavailable, "")
+				return
+			}
+			if owner, err := jid.ParseBytes(bare); err == nil {
+				s.PEP.IQ(sess, st, owner)
+			}
+			return
+		case ns == vcard.NS && s.VCard != nil:
+			if owner, err := jid.ParseBytes(bare); err == nil {
+				s.VCard.IQ(sess, st, owner)
+			}
+			return
+		case ns == lastactivity.NS && s.Last != nil:
+			if owner, err := jid.ParseBytes(bare); err == nil {
+				s.Last.IQ(sess, st, owner)
+			}
 			return
 		}
 		if own {

@@ -6,8 +6,14 @@ import (
 	"runtime"
 
 	"roost/server/adhoc"
+	"roost/server/blocking"
+	"roost/server/caps"
 	"roost/server/carbons"
 	"roost/server/im"
+	"roost/server/lastactivity"
+	"roost/server/pep"
+	"roost/server/private"
+	"roost/server/vcard"
 	"roost/wire/jid"
 	"roost/wire/stanza"
 )
@@ -28,7 +34,7 @@ type iqHandler func(s *Service, sess session.Peer, st *stanza.Stanza)
 // iqHandlers is the feature list: every namespace the server answers,
 // keyed by the namespace of the iq's child element. Anything else gets
 // service-unavailable (RFC 6120 §8.4). disco#info advertises exactly
-// these.
+// these (features).
 var iqHandlers = map[string]iqHandler{
 	nsDiscoInfo:  (*Service).discoInfo,
 	nsDiscoItems: (*Service).discoItems,
@@ -38,15 +44,87 @@ var iqHandlers = map[string]iqHandler{
 	im.NSRoster:  (*Service).roster,
 	carbons.NS:   func(s *Service, sess session.Peer, st *stanza.Stanza) { s.Carbons.IQ(sess, st, s.Domain) },
 	adhoc.NS:     (*Service).commands,
+	pep.NS:       (*Service).ownPubsub,
+	pep.NSOwner:  (*Service).ownPubsub,
+	blocking.NS: func(s *Service, sess session.Peer, st *stanza.Stanza) {
+		if s.Blocking == nil {
+			s.bounce(sess, st, stanza.ServiceUnavailable, "")
+			return
+		}
+		s.Blocking.IQ(sess, st)
+	},
+	private.NS: func(s *Service, sess session.Peer, st *stanza.Stanza) {
+		if s.Private == nil {
+			s.bounce(sess, st, stanza.ServiceUnavailable, "")
+			return
+		}
+		s.Private.IQ(sess, st)
+	},
+	vcard.NS: func(s *Service, sess session.Peer, st *stanza.Stanza) {
+		if s.VCard == nil {
+			s.bounce(sess, st, stanza.ServiceUnavailable, "")
+			return
+		}
+		s.VCard.IQ(sess, st, sess.JID().Bare())
+	},
+	lastactivity.NS: func(s *Service, sess session.Peer, st *stanza.Stanza) {
+		if s.Last == nil {
+			s.bounce(sess, st, stanza.ServiceUnavailable, "")
+			return
+		}
+		s.Last.IQ(sess, st, jid.JID{})
+	},
 }
 
-// discoFeatures is what disco#info lists, in a fixed order.
-var discoFeatures = []string{nsDiscoInfo, nsDiscoItems, nsPing, nsVersion, im.NSRoster, carbons.NS, adhoc.NS}
+// Features is what the server's disco#info lists, in a fixed order: the
+// namespaces of iqHandlers whose service is on.
+func (s *Service) Features() []string {
+	f := []string{nsDiscoInfo, nsDiscoItems, nsPing, nsVersion, im.NSRoster, carbons.NS, adhoc.NS}
+	if s.Blocking != nil {
+		f = append(f, blocking.NS)
+	}
+	if s.Private != nil {
+		f = append(f, private.NS)
+	}
+	if s.VCard != nil {
+		f = append(f, vcard.NS)
+	}
+	if s.Last != nil {
+		f = append(f, lastactivity.NS)
+	}
+	return f
+}
+
+// serverIdentity is the server's disco#info identity (XEP-0030 §3.1).
+const serverIdentity = "<identity category='server' type='im' name='Roost'/>"
+
+// CapsElement is the server's XEP-0115 caps element for the stream
+// features (§6.3).
+func (s *Service) CapsElement() []byte { return caps.ServerElement(serverIdentity, s.Features()) }
+
+// ownPubsub passes a pubsub iq with no 'to' (or to the server) to the
+// sender's own PEP service (XEP-0163 §3).
+func (s *Service) ownPubsub(sess session.Peer, st *stanza.Stanza) {
+	if s.PEP == nil {
+		s.bounce(sess, st, stanza.ServiceUnavailable, "")
+		return
+	}
+	if st.To != nil && len(sess.JID().Local()) > 0 {
+		// A pubsub iq to the server's own domain: Roost has no
+		// domain-wide pubsub service, only PEP.
+		if t, ok := resolveTo(st.To); ok && len(t.local) == 0 {
+			s.bounce(sess, st, stanza.FeatureNotImplemented, "this server has no pubsub service of its own; publish to your own bare JID (PEP, XEP-0163)")
+			return
+		}
+	}
+	s.PEP.IQ(sess, st, sess.JID().Bare())
+}
 
 // serverIQ dispatches an iq for the server itself.
 func (s *Service) serverIQ(sess session.Peer, st *stanza.Stanza) {
 	if t := string(st.Type); t == "result" || t == "error" {
-		return // answers to server-sent iqs (roster pushes): nothing to do
+		s.Caps.Result(st) // a caps query's answer (XEP-0115 §5.4); else a roster push's: nothing to do
+		return
 	}
 	h := iqHandlers[string(st.Tok.ChildSpace)]
 	if h == nil {
@@ -87,14 +165,29 @@ func (s *Service) rootDisco(sess session.Peer, st *stanza.Stanza) bool {
 	return true
 }
 
+// serverCapsNode reports whether a disco#info get asks for the server's
+// caps node (XEP-0115 §6.2: node#ver is answered like the root).
+func (s *Service) serverCapsNode(st *stanza.Stanza) bool {
+	var q struct {
+		Query discoQuery `xml:"query"`
+	}
+	return string(st.Type) == "get" && xml.Unmarshal(st.Tok.Raw, &q) == nil &&
+		q.Query.Node == caps.Node+"#"+caps.ServerVer(serverIdentity, s.Features())
+}
+
 // discoInfo answers XEP-0030 disco#info for the server: its identity and
 // the namespaces in iqHandlers.
 func (s *Service) discoInfo(sess session.Peer, st *stanza.Stanza) {
-	if !s.rootDisco(sess, st) {
+	b := append([]byte(nil), "<query xmlns='http://jabber.org/protocol/disco#info'>"...)
+	if s.serverCapsNode(st) {
+		b = append(b[:len(b)-1], " node='"...)
+		b = stanza.AppendEscaped(b, caps.Node+"#"+caps.ServerVer(serverIdentity, s.Features()))
+		b = append(b, "'>"...)
+	} else if !s.rootDisco(sess, st) {
 		return
 	}
-	b := append([]byte(nil), "<query xmlns='http://jabber.org/protocol/disco#info'><identity category='server' type='im' name='Roost'/>"...)
-	for _, f := range discoFeatures {
+	b = append(b, serverIdentity...)
+	for _, f := range s.Features() {
 		b = append(b, "<feature var='"...)
 		b = append(b, f...)
 		b = append(b, "'/>"...)
@@ -191,12 +284,48 @@ func (s *Service) accountDisco(sess session.Peer, st *stanza.Stanza, bare []byte
 			return
 		}
 	}
-	if !s.rootDisco(sess, st) {
+	var q struct {
+		Query discoQuery `xml:"query"`
+	}
+	if err := xml.Unmarshal(st.Tok.Raw, &q); err != nil {
+		s.bounce(sess, st, stanza.BadRequest, "")
 		return
 	}
+	owner, err := jid.ParseBytes(bare)
+	if err != nil {
+		s.bounce(sess, st, stanza.JIDMalformed, "")
+		return
+	}
+	asker := sess.JID()
 	if string(st.Tok.ChildSpace) == nsDiscoItems {
-		s.result(sess, st, []byte("<query xmlns='http://jabber.org/protocol/disco#items'/>"))
+		if q.Query.Node != "" {
+			s.bounce(sess, st, stanza.ItemNotFound, "no such node")
+			return
+		}
+		b := append([]byte(nil), "<query xmlns='http://jabber.org/protocol/disco#items'>"...)
+		if s.PEP != nil {
+			b = s.PEP.DiscoItems(b, asker, owner) // XEP-0163 §5: the account's nodes
+		}
+		s.result(sess, st, append(b, "</query>"...))
 		return
 	}
-	s.result(sess, st, []byte("<query xmlns='http://jabber.org/protocol/disco#info'><identity category='account' type='registered'/><feature var='http://jabber.org/protocol/disco#info'/><feature var='http://jabber.org/protocol/disco#items'/></query>"))
+	b := append([]byte(nil), "<query xmlns='http://jabber.org/protocol/disco#info'"...)
+	if q.Query.Node != "" {
+		b = append(b, " node='"...)
+		b = stanza.AppendEscaped(b, q.Query.Node)
+		b = append(b, '\'')
+	}
+	b = append(b, '>')
+	if q.Query.Node == "" {
+		b = append(b, "<identity category='account' type='registered'/><feature var='http://jabber.org/protocol/disco#info'/><feature var='http://jabber.org/protocol/disco#items'/>"...)
+	}
+	ok := q.Query.Node == ""
+	if s.PEP != nil {
+		b, ok = s.PEP.DiscoInfo(b, asker, owner, q.Query.Node)
+	}
+	if !ok {
+		s.bounce(sess, st, stanza.ItemNotFound, "no such node")
+		return
+	}
+	s.result(sess, st, append(b, "</query>"...))
 }

@@ -2,6 +2,7 @@ package route
 
 import (
 	"bytes"
+	"roost/server/router"
 	"roost/server/session"
 
 	"roost/wire/jid"
@@ -175,3 +176,24 @@ func isNSAttr(attr []byte, ns string) bool {
 // LinkUp re-sends presence to remote contacts (uplink.Inbound) after the
 // link came (back) up.
 func (s *Service) LinkUp() { s.IM.Resend() }
+
+// SendTo delivers b, a stanza the server itself sends (a caps query, a
+// PEP notification), to j: a local full JID's session, every available
+// session of a local bare JID, or out to another domain.
+func (s *Service) SendTo(j jid.JID, b []byte) {
+	if j.Domain() != s.Domain {
+		s.SendRemote(j.String(), b)
+		return
+	}
+	bare := []byte(j.Bare().String())
+	if j.Resource() != "" {
+		if r := s.Router.Session(bare, []byte(j.Resource())); r != nil {
+			r.Deliver(b)
+		}
+		return
+	}
+	var buf [8]*session.Bound
+	for _, r := range router.AvailableOnly(buf[:0], s.Router.Sessions(bare)) {
+		r.Deliver(b)
+	}
+}

@@ -12,9 +12,15 @@ import (
 	"log/slog"
 
 	"roost/server/adhoc"
+	"roost/server/blocking"
+	"roost/server/caps"
 	"roost/server/carbons"
 	"roost/server/im"
+	"roost/server/lastactivity"
+	"roost/server/pep"
+	"roost/server/private"
 	"roost/server/router"
+	"roost/server/vcard"
 	"roost/storage"
 )
 
@@ -39,4 +45,13 @@ type Service struct {
 	// Commands is XEP-0050 ad-hoc commands (XEP-0133 administration);
 	// nil: none.
 	Commands *adhoc.Service
+	// Caps is XEP-0115 entity capabilities; PEP is XEP-0163 personal
+	// eventing; Blocking is XEP-0191; Private XEP-0049; VCard XEP-0054;
+	// Last XEP-0012. Each nil: the feature is off (not advertised).
+	Caps     *caps.Cache
+	PEP      *pep.Service
+	Blocking *blocking.Service
+	Private  *private.Service
+	VCard    *vcard.Service
+	Last     *lastactivity.Service
 }
