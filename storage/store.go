@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -100,7 +101,15 @@ type Store struct {
 	path   string
 	iters  int
 	secret []byte
+	// commits counts the read-write transactions committed (each one
+	// fsync): how tests and benchmarks see what a workload costs an SD
+	// card.
+	commits atomic.Uint64
 }
+
+// Commits is how many read-write transactions this Store committed since
+// it was opened (migrations not counted).
+func (s *Store) Commits() uint64 { return s.commits.Load() }
 
 // Open opens or creates the store at path and brings its schema up to date.
 func Open(path string, opts Options) (*Store, error) {
@@ -192,6 +201,9 @@ type Tx struct {
 func (s *Store) Update(fn func(tx *Tx) error) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		err := fn(&Tx{tx: tx, store: s})
+		if err == nil {
+			tx.OnCommit(func() { s.commits.Add(1) })
+		}
 		if obs := CommitObserver; err == nil && obs != nil {
 			start := time.Now()
 			tx.OnCommit(func() { obs(time.Since(start)) })
