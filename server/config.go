@@ -2,6 +2,8 @@ package server
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -25,7 +28,9 @@ type Config struct {
 	// Domain is the XMPP domain this server is authoritative for (RFC 6120 §2.1).
 	Domain string `json:"domain"`
 	// DataDir holds the store, the generated certificate and the control
-	// socket. A relative path is taken from the working directory.
+	// socket. A relative path is taken from the config file's directory
+	// (the working directory for the embedded defaults); LoadConfig makes
+	// it absolute, as it does tls.cert, tls.key and s2s.ca_file.
 	DataDir string `json:"data_dir"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
@@ -268,12 +273,50 @@ func LoadConfig(defaults []byte, path string) (*Config, error) {
 		}
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
+	if err := c.resolvePaths(path); err != nil {
+		return nil, err
+	}
 	return &c, nil
+}
+
+// resolvePaths makes the file paths of the configuration absolute: a
+// relative path is taken from the directory of the config file (as
+// Prosody does), or from the working directory for the embedded
+// defaults, so that every command run from anywhere with the same
+// -config acts on the same store.
+func (c *Config) resolvePaths(configPath string) error {
+	base, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("working directory: %w", err)
+	}
+	if configPath != "" {
+		abs, err := filepath.Abs(configPath)
+		if err != nil {
+			return fmt.Errorf("config %s: %w", configPath, err)
+		}
+		base = filepath.Dir(abs)
+	}
+	for _, p := range []*string{&c.DataDir, &c.TLS.Cert, &c.TLS.Key, &c.S2S.CAFile} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	return nil
 }
 
 // decodeStrict decodes one JSON object into c, refusing unknown keys and
 // rewording encoding/json's errors so they name the key in config terms.
 func decodeStrict(b []byte, c *Config) error {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return errors.New("empty file: want a JSON object")
+	}
+	if err := checkKeys(b); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return explainJSONError(b, err)
+		}
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(c); err != nil {
@@ -426,6 +469,13 @@ func (c *Config) Validate() error {
 		}
 		c.Admins[i] = j.String()
 	}
+	for i, o := range c.Devices.Owners {
+		j, err := jid.Parse(o)
+		if err != nil || j.Local() == "" || j.Resource() != "" {
+			return fmt.Errorf("key \"devices.owners\": %q is not a bare JID (for example \"alice@%s\")", o, c.Domain)
+		}
+		c.Devices.Owners[i] = j.String()
+	}
 	for _, p := range c.HTTP.MetricsAllow {
 		if _, err := netip.ParsePrefix(p); err != nil {
 			return fmt.Errorf("key \"http.metrics_allow\": %q is not an address prefix (for example \"127.0.0.0/8\" or \"192.168.1.0/24\")", p)
@@ -507,4 +557,71 @@ func (c *Config) SlogLevel() slog.Level {
 		return slog.LevelError
 	}
 	return slog.LevelInfo
+}
+
+// Check makes the checks of Start that need no port: the files the
+// configuration names exist and parse, and data_dir is (or can be made)
+// writable. `roost check-config` runs it after Validate, so a config it
+// passes is one `run` accepts.
+func (c *Config) Check() error {
+	if c.TLS.Cert != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLS.Cert, c.TLS.Key); err != nil {
+			return fmt.Errorf("keys \"tls.cert\" and \"tls.key\": %v", err)
+		}
+	}
+	if f := c.S2S.CAFile; f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("key \"s2s.ca_file\": %v", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return fmt.Errorf("key \"s2s.ca_file\": no PEM certificates in %s", f)
+		}
+	}
+	return writableDir(c.DataDir)
+}
+
+// writableDir checks that dir is a writable directory, or that its
+// nearest existing parent is (Start creates it).
+func writableDir(dir string) error {
+	d := dir
+	for {
+		st, err := os.Stat(d)
+		if err == nil {
+			if !st.IsDir() {
+				return fmt.Errorf("key \"data_dir\": %s is not a directory", d)
+			}
+			f, err := os.CreateTemp(d, ".roost-check-*")
+			if err != nil {
+				return fmt.Errorf("key \"data_dir\": %s is not writable by this user: %v", dir, err)
+			}
+			f.Close()
+			os.Remove(f.Name())
+			return nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("key \"data_dir\": %v", err)
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return fmt.Errorf("key \"data_dir\": no existing parent directory of %s", dir)
+		}
+		d = parent
+	}
+}
+
+// Masked is the configuration as JSON with its secrets replaced by
+// "********" (component and uplink secrets), for check-config to print.
+func (c *Config) Masked() ([]byte, error) {
+	m := *c
+	if m.Uplink.Component.Secret != "" {
+		m.Uplink.Component.Secret = "********"
+	}
+	if len(m.Components) > 0 {
+		m.Components = make(map[string]string, len(c.Components))
+		for d := range c.Components {
+			m.Components[d] = "********"
+		}
+	}
+	return json.MarshalIndent(&m, "", "  ")
 }

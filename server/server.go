@@ -96,6 +96,9 @@ func (s *Server) Start() (err error) {
 			s.Shutdown(context.Background())
 		}
 	}()
+	if err := cfg.Check(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data_dir %s: %w", cfg.DataDir, err)
 	}
