@@ -80,6 +80,8 @@ commands:
   status               the service's state and the running server's
   backup FILE          write a consistent copy of the store to FILE (server running or not)
   restore FILE         replace the store with a backup (the server must be stopped)
+  init                 create data_dir and an empty store for the domain (run does
+                       too); administration commands never create one
   check-config         load and validate the configuration, print it
   version              print the version
 
@@ -124,6 +126,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdRestore(args[1:], stdout)
 	case "check-config":
 		err = cmdCheckConfig(args[1:], stdout)
+	case "init":
+		err = cmdInit(args[1:], stdout)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "roost %s (%s %s/%s)\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -210,6 +214,40 @@ func serve(cfg *server.Config, log *slog.Logger, stop <-chan struct{}) error {
 		return err
 	}
 	log.Info("stopped")
+	return nil
+}
+
+// cmdInit creates the data directory and an empty store for the
+// configured domain, so that accounts can be added before the first
+// `roost run` (which creates them too). It is the one command besides run
+// that creates a store: the administration commands never do, so a wrong
+// -config cannot make a new, empty store somewhere.
+func cmdInit(args []string, stdout io.Writer) error {
+	cfg, rest, err := parseFlags("init", args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usageError{fmt.Sprintf("init: unexpected argument %q", rest[0])}
+	}
+	if err := cfg.Check(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data_dir %s: %w", cfg.DataDir, err)
+	}
+	path := server.StorePath(cfg)
+	_, statErr := os.Stat(path)
+	st, err := storage.Open(path, storage.Options{ScramIterations: cfg.ScramIterations, Domain: cfg.Domain})
+	if err != nil {
+		return err
+	}
+	st.Close()
+	if statErr == nil {
+		fmt.Fprintf(stdout, "store %s exists already (domain %s)\n", path, cfg.Domain)
+	} else {
+		fmt.Fprintf(stdout, "created store %s for domain %s\n", path, cfg.Domain)
+	}
 	return nil
 }
 
@@ -326,7 +364,7 @@ func cmdUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 // administer runs req on cfg's store, directly or through the running
 // server (admin.Run); via says which.
 func administer(cfg *server.Config, req control.Request) (control.Response, string, error) {
-	return admin.Run(server.StorePath(cfg), server.ControlPath(cfg), storage.Options{ScramIterations: cfg.ScramIterations},
+	return admin.Run(server.StorePath(cfg), server.ControlPath(cfg), storage.Options{ScramIterations: cfg.ScramIterations, Domain: cfg.Domain},
 		admin.Admin{Domain: cfg.Domain, DeviceOwners: cfg.Devices.Owners}, req)
 }
 

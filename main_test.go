@@ -44,7 +44,39 @@ func writeConfig(t *testing.T) (string, string) {
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The store exists, as after a first `roost run`: administration
+	// commands never create one.
+	os.MkdirAll(filepath.Join(dir, "data"), 0o700)
+	st, err := storage.Open(filepath.Join(dir, "data", "roost.db"), storage.Options{Domain: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
 	return dir, cfg
+}
+
+// TestCLINeverCreatesAStore: an administration command with a config
+// whose data_dir holds no store says so and creates nothing (issue 17),
+// and a relative data_dir is the config file's, wherever the CLI runs.
+func TestCLINeverCreatesAStore(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.json")
+	os.WriteFile(cfg, []byte(`{"data_dir": "data", "listen": {"https": "", "c2s": "127.0.0.1:0", "c2s_tls": "", "dtls": ""}}`), 0o600)
+	t.Chdir(t.TempDir())
+	code, out := cli(t, "", "user", "list", "-config", cfg)
+	want := "no store at " + filepath.Join(dir, "data", "roost.db")
+	if code != 1 || !strings.Contains(out, want) {
+		t.Fatalf("exit %d, %q; want 1 and %q", code, out, want)
+	}
+	if code, out := cli(t, "pw\n", "user", "add", "-config", cfg, "alice"); code != 1 || !strings.Contains(out, want) {
+		t.Fatalf("user add: exit %d, %q", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); !os.IsNotExist(err) {
+		t.Fatalf("data_dir was created: %v", err)
+	}
+	if entries, _ := os.ReadDir("."); len(entries) != 0 {
+		t.Fatalf("the working directory got %d entries", len(entries))
+	}
 }
 
 func TestCLIUsers(t *testing.T) {

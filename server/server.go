@@ -102,7 +102,7 @@ func (s *Server) Start() (err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data_dir %s: %w", cfg.DataDir, err)
 	}
-	s.store, err = storage.Open(StorePath(cfg), storage.Options{ScramIterations: cfg.ScramIterations})
+	s.store, err = storage.Open(StorePath(cfg), storage.Options{ScramIterations: cfg.ScramIterations, Domain: cfg.Domain})
 	if err != nil {
 		return err
 	}

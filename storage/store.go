@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -38,7 +39,30 @@ const (
 type Options struct {
 	ScramIterations int           // PBKDF2 iterations for new passwords; default 4096
 	Timeout         time.Duration // how long to wait for another process's lock; default 500ms
+	// Domain is the XMPP domain the store serves. A new store records it;
+	// opening a store recorded for another domain fails with a
+	// *DomainError (accounts are kept by localpart: serving them under
+	// another domain would silently rename every one). Empty: not
+	// checked (backup tools).
+	Domain string
+	// MustExist refuses to create a store where there is none
+	// (administration commands: a wrong -config must not make a new,
+	// empty store somewhere).
+	MustExist bool
 }
+
+// DomainError is Open's answer for a store recorded for another domain.
+type DomainError struct {
+	Path, Stored, Configured string
+}
+
+func (e *DomainError) Error() string {
+	return fmt.Sprintf("the store %s belongs to domain %q, but the configuration says %q: nothing was changed. Set \"domain\" back to %q; to serve %q, start with a new data_dir (and move accounts over with `roost user add`), since every roster, subscription and device owner names the old domain",
+		e.Path, e.Stored, e.Configured, e.Stored, e.Configured)
+}
+
+// ErrNoStore is Open's answer, with MustExist, where there is no store.
+var ErrNoStore = errors.New("no store")
 
 // schemaVersion is the layout this code reads and writes.
 const schemaVersion = 4
@@ -56,6 +80,7 @@ var (
 	bucketBlocks  = []byte("blocks")  // per account: blocked JID -> nothing (XEP-0191)
 	keySchema     = []byte("schema_version")
 	keySecret     = []byte("server_secret")
+	keyDomain     = []byte("domain")
 	keyVer        = []byte("\x00ver") // roster version inside a user's roster bucket; sorts before JIDs
 )
 
@@ -119,6 +144,11 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = 500 * time.Millisecond
 	}
+	if opts.MustExist {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w at %s (is -config right? `roost run` with the same -config creates it)", ErrNoStore, path)
+		}
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout, PageSize: 4096})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open store %s: %w", path, ErrLocked)
@@ -127,14 +157,38 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	s := &Store{db: db, path: path, iters: opts.ScramIterations}
+	// The domain is checked before anything is written: a store refused
+	// for its domain is left exactly as it was.
+	stored := s.Domain()
+	if opts.Domain != "" && stored != "" && stored != opts.Domain {
+		db.Close()
+		return nil, &DomainError{Path: path, Stored: stored, Configured: opts.Domain}
+	}
 	if err := s.migrate(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if opts.Domain != "" && stored == "" {
+		if err := s.recordDomain(opts.Domain); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	return s, nil
 }
 
 func (s *Store) migrate() error {
+	current := false
+	s.db.View(func(tx *bolt.Tx) error {
+		if v, ok := schemaOf(tx); ok && v == schemaVersion {
+			s.secret = append([]byte(nil), tx.Bucket(bucketMeta).Get(keySecret)...)
+			current = len(s.secret) > 0
+		}
+		return nil
+	})
+	if current {
+		return nil // nothing to write: opening a store does not touch the file
+	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		v, _ := schemaOf(tx)
 		if v > schemaVersion {
@@ -153,6 +207,28 @@ func (s *Store) migrate() error {
 		s.secret = append([]byte(nil), tx.Bucket(bucketMeta).Get(keySecret)...)
 		return nil
 	})
+}
+
+// recordDomain records domain in a store that has none (a new one, or
+// one made before the domain was recorded).
+func (s *Store) recordDomain(domain string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyDomain, []byte(domain)) })
+	if err != nil {
+		return fmt.Errorf("open store %s: record the domain: %w", s.path, err)
+	}
+	return nil
+}
+
+// Domain is the XMPP domain recorded in the store ("" if none yet).
+func (s *Store) Domain() string {
+	var d string
+	s.db.View(func(tx *bolt.Tx) error {
+		if m := tx.Bucket(bucketMeta); m != nil {
+			d = string(m.Get(keyDomain))
+		}
+		return nil
+	})
+	return d
 }
 
 // Close closes the file.

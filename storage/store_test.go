@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -169,5 +170,40 @@ func BenchmarkPutRosterItem(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		s.PutRosterItem("alice", RosterItem{JID: "bob@x", Name: "Bob"})
+	}
+}
+
+func TestStoreDomainRecorded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "roost.db")
+	if _, err := Open(path, Options{MustExist: true}); !errors.Is(err, ErrNoStore) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("MustExist on no store: %v", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("MustExist created a file: %v", err)
+	}
+	s, err := Open(path, Options{Domain: "gw.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddUser("alice", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	before, _ := os.ReadFile(path)
+	_, err = Open(path, Options{Domain: "other.example"})
+	var de *DomainError
+	if !errors.As(err, &de) || de.Stored != "gw.example" || !strings.Contains(err.Error(), `Set "domain" back to "gw.example"`) {
+		t.Fatalf("other domain: %v", err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Fatal("refusing the domain changed the store file")
+	}
+	s, err = Open(path, Options{Domain: "gw.example", MustExist: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Domain() != "gw.example" {
+		t.Fatalf("Domain() = %q", s.Domain())
 	}
 }

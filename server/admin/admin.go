@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -133,11 +131,9 @@ func Handler(a Admin, status func() []string, log *slog.Logger) func(control.Req
 // server's control socket sock when that server holds the store; via says
 // which. A store that another admin command holds is waited for (10 s).
 func Run(storePath, sock string, opts storage.Options, a Admin, req control.Request) (resp control.Response, via string, err error) {
-	if err := os.MkdirAll(filepath.Dir(storePath), 0o700); err != nil {
-		return control.Response{}, "", fmt.Errorf("create data_dir %s: %w", filepath.Dir(storePath), err)
-	}
 	deadline := time.Now().Add(10 * time.Second)
 	opts.Timeout = 300 * time.Millisecond
+	opts.MustExist = true // an administration command never creates a store (issue 17)
 	var st *storage.Store
 	for {
 		st, err = storage.Open(storePath, opts)

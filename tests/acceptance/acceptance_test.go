@@ -138,6 +138,9 @@ func TestSeedExample(t *testing.T) {
 		t.Logf("a default port (5222, 5223 or 5684/udp) is busy here; using %d through -config", port)
 	}
 
+	if out, err := roost(t, bin, dir, "", append([]string{"init"}, cfgArgs...)...); err != nil || !strings.Contains(out, "created store") {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
 	out, err := roost(t, bin, dir, "alice-secret\n", append(append([]string{"user", "add"}, cfgArgs...), "alice@localhost")...)
 	if err != nil || !strings.Contains(out, "added alice@localhost") || !strings.Contains(out, "store ") {
 		t.Fatalf("user add (server stopped): %v\n%s", err, out)
@@ -195,6 +198,9 @@ func TestGoSendxmpp(t *testing.T) {
 	port, direct := testutil.FreePort(t), testutil.FreePort(t)
 	cfg := fmt.Sprintf(`{"listen": {"https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "127.0.0.1:%d", "dtls": "", "s2s": ""}}`, port, direct)
 	os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600)
+	if out, err := roost(t, bin, dir, "", "init", "-config", "c.json"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
 	for _, u := range []string{"alice", "bob"} {
 		if out, err := roost(t, bin, dir, u+"-pw\n", "user", "add", "-config", "c.json", u+"@localhost"); err != nil {
 			t.Fatalf("user add: %v\n%s", err, out)
@@ -268,6 +274,9 @@ func newFixture(t *testing.T, users ...string) *fixture {
 	f := &fixture{bin: buildRoost(t), dir: t.TempDir(), port: testutil.FreePort(t)}
 	cfg := fmt.Sprintf(`{"listen": {"https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": "", "s2s": ""}}`, f.port)
 	os.WriteFile(filepath.Join(f.dir, "c.json"), []byte(cfg), 0o600)
+	if out, err := roost(t, f.bin, f.dir, "", "init", "-config", "c.json"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
 	for _, u := range users {
 		if out, err := roost(t, f.bin, f.dir, u+"-pw\n", "user", "add", "-config", "c.json", u+"@localhost"); err != nil {
 			t.Fatalf("user add: %v\n%s", err, out)

@@ -24,6 +24,9 @@ func TestAdminCommandsSlixmpp(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if out, err := roost(t, bin, dir, "", "init", "-config", "c.json"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
 	for _, u := range []string{"admin", "bob"} {
 		if out, err := roost(t, bin, dir, u+"-pw\n", "user", "add", "-config", "c.json", u+"@localhost"); err != nil {
 			t.Fatalf("user add: %v\n%s", err, out)

@@ -40,6 +40,9 @@ func newDeviceFixture(t *testing.T, device string) *deviceFixture {
 	cfg := fmt.Sprintf(`{"log_level": "debug", "listen": {"https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": "127.0.0.1:%d"},
 		"devices": {"idle_timeout": "3s"}}`, f.port, d.dtls)
 	os.WriteFile(filepath.Join(f.dir, "c.json"), []byte(cfg), 0o600)
+	if out, err := roost(t, f.bin, f.dir, "", "init", "-config", "c.json"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
 	if out, err := roost(t, f.bin, f.dir, "alice-pw\n", "user", "add", "-config", "c.json", "alice@localhost"); err != nil {
 		t.Fatalf("user add: %v\n%s", err, out)
 	}

@@ -49,6 +49,9 @@ func TestARMBuildsUnderQEMU(t *testing.T) {
 			port := testutil.FreePort(t)
 			cfg := fmt.Sprintf(`{"data_dir": "data", "listen": {"https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": ""}}`, port)
 			os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600)
+			if out, err := run("", "init", "-config", "c.json").CombinedOutput(); err != nil {
+				t.Fatalf("init: %v %s", err, out)
+			}
 			for _, u := range []string{"alice", "bob"} {
 				if out, err := run(u+"-pw\n", "user", "add", "-config", "c.json", u+"@localhost").CombinedOutput(); err != nil {
 					t.Fatalf("user add %s: %v %s", u, err, out)

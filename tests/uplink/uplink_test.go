@@ -75,6 +75,9 @@ func testUplink(t *testing.T, bin string, up upstream) {
 		out, _ := cmd.CombinedOutput()
 		return string(out)
 	}
+	if out := roost("", "init", "-config", "c.json"); !strings.Contains(out, "created store") {
+		t.Fatal(out)
+	}
 	if out := roost("alice-pw\n", "user", "add", "-config", "c.json", "alice@"+domain); !strings.Contains(out, "added") {
 		t.Fatal(out)
 	}
