@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -27,8 +28,11 @@ const (
 
 // LoadOrGenerate returns the certificate for domain: from certFile and
 // keyFile when both are set, otherwise the self-signed ECDSA P-256
-// certificate kept in dir, made on first run (and again when it no longer
-// covers domain or has expired). certPath is the PEM users point clients at.
+// certificate kept in dir, made on first run. A kept certificate that has
+// expired is renewed (the old pair is renamed, never overwritten); one for
+// another domain is refused: clients may have pinned it, and a changed
+// domain is an operator's mistake to be told about (issue 17). certPath
+// is the PEM users point clients at.
 func LoadOrGenerate(dir, domain, certFile, keyFile string) (cert tls.Certificate, certPath string, generated bool, err error) {
 	if certFile != "" || keyFile != "" {
 		cert, err = tls.LoadX509KeyPair(certFile, keyFile)
@@ -39,8 +43,25 @@ func LoadOrGenerate(dir, domain, certFile, keyFile string) (cert tls.Certificate
 	}
 	certPath = filepath.Join(dir, CertFile)
 	keyPath := filepath.Join(dir, KeyFile)
-	if c, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && covers(c, domain) {
-		return c, certPath, false, nil
+	if c, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
+		leaf, err := x509.ParseCertificate(c.Certificate[0])
+		if err != nil {
+			return cert, "", false, fmt.Errorf("certificate %s: %w", certPath, err)
+		}
+		if !slices.Contains(leaf.DNSNames, domain) {
+			return cert, "", false, fmt.Errorf("the certificate %s is for %s, not the configured domain %s: it is left as it is; set \"domain\" back, or move it away to have a new one generated", certPath, strings.Join(leaf.DNSNames, ", "), domain)
+		}
+		if time.Now().Before(leaf.NotAfter) {
+			return c, certPath, false, nil
+		}
+		stamp := leaf.NotAfter.UTC().Format("20060102")
+		for _, p := range []string{certPath, keyPath} {
+			if err := os.Rename(p, p+".expired-"+stamp); err != nil {
+				return cert, "", false, fmt.Errorf("keep the expired certificate: %w", err)
+			}
+		}
+	} else if _, statErr := os.Stat(certPath); statErr == nil {
+		return cert, "", false, fmt.Errorf("the certificate %s or its key %s cannot be read (%v): it is left as it is; fix or move it away", certPath, keyPath, err)
 	}
 	if err := generate(certPath, keyPath, domain); err != nil {
 		return cert, "", false, err
@@ -52,15 +73,13 @@ func LoadOrGenerate(dir, domain, certFile, keyFile string) (cert tls.Certificate
 	return cert, certPath, true, nil
 }
 
-func covers(c tls.Certificate, domain string) bool {
-	leaf, err := x509.ParseCertificate(c.Certificate[0])
-	if err != nil || time.Now().After(leaf.NotAfter) {
-		return false
-	}
-	return slices.Contains(leaf.DNSNames, domain)
+func generate(certPath, keyPath, domain string) error {
+	return generateValid(certPath, keyPath, domain, 0, 10*365*24)
 }
 
-func generate(certPath, keyPath, domain string) error {
+// generateValid makes a self-signed pair valid from fromHours to
+// toHours from now (tests make expired ones).
+func generateValid(certPath, keyPath, domain string, fromHours, toHours int) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return fmt.Errorf("generate key: %w", err)
@@ -73,8 +92,8 @@ func generate(certPath, keyPath, domain string) error {
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: domain, Organization: []string{"Roost self-signed"}},
 		DNSNames:              []string{domain},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().AddDate(10, 0, 0),
+		NotBefore:             time.Now().Add(time.Duration(fromHours-1) * time.Hour),
+		NotAfter:              time.Now().Add(time.Duration(toHours) * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,

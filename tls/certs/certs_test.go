@@ -22,9 +22,33 @@ func TestGenerateAndReload(t *testing.T) {
 	if err != nil || gen || string(c1.Certificate[0]) != string(c2.Certificate[0]) {
 		t.Fatalf("reload should reuse the certificate: %v %v", err, gen)
 	}
-	_, _, gen, err = LoadOrGenerate(dir, "gw1.example.org", "", "")
+	before, _ := os.ReadFile(path)
+	_, _, _, err = LoadOrGenerate(dir, "gw1.example.org", "", "")
+	if err == nil || !strings.Contains(err.Error(), "is for localhost, not the configured domain gw1.example.org") {
+		t.Fatalf("a new domain must be refused, not regenerate: %v", err)
+	}
+	if after, _ := os.ReadFile(path); string(after) != string(before) {
+		t.Fatal("the certificate was overwritten for another domain")
+	}
+}
+
+func TestExpiredIsRenewedAndKept(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile)
+	if err := generateValid(cert, key, "localhost", -2, -1); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := os.ReadFile(cert)
+	_, _, gen, err := LoadOrGenerate(dir, "localhost", "", "")
 	if err != nil || !gen {
-		t.Fatalf("a new domain should regenerate: %v %v", err, gen)
+		t.Fatalf("an expired certificate should be renewed: %v %v", err, gen)
+	}
+	matches, _ := filepath.Glob(cert + ".expired-*")
+	if len(matches) != 1 {
+		t.Fatalf("expired certificate kept as %v", matches)
+	}
+	if kept, _ := os.ReadFile(matches[0]); string(kept) != string(old) {
+		t.Fatal("the expired certificate was not kept as it was")
 	}
 }
 
