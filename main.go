@@ -139,6 +139,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err != nil {
+		var ec exitCode
+		if errors.As(err, &ec) {
+			return int(ec)
+		}
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "roost: %v\n\n%s", err, usageText())
@@ -149,6 +153,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
+
+// exitCode is an error that only sets the exit status (its output was
+// printed already): `roost status` exits 3 when the server is not running
+// (LSB init-script convention).
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 type usageError struct{ msg string }
 
@@ -184,20 +195,54 @@ func cmdRun(args []string, stderr io.Writer) error {
 			return serve(cfg, log, stop)
 		})
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
+	level := new(slog.LevelVar)
+	level.Set(cfg.SlogLevel())
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	stop := make(chan struct{})
+	reload := make(chan struct{}, 1)
 	go func() {
 		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-		got := <-sig
-		log.Info("shutting down", "signal", got.String())
-		close(stop)
+		// SIGHUP reloads, as prosodyctl reload does; SIGINT and SIGTERM
+		// are the clean shutdown.
+		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+		for got := range sig {
+			if got == syscall.SIGHUP {
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+				continue
+			}
+			log.Info("shutting down", "signal", got.String())
+			close(stop)
+			return
+		}
 	}()
-	return serve(cfg, log, stop)
+	path := adminConfig("run", configPathArg(args))
+	return serveWith(cfg, log, stop, reload, func(srv *server.Server) {
+		next, err := server.LoadConfig(defaultConfig, path)
+		if err != nil {
+			log.Error("reload refused: the configuration does not load; the server goes on with the one it has", "err", err)
+			return
+		}
+		if _, restart, err := srv.Reload(next); err != nil {
+			log.Error("reload refused; the server goes on with the configuration it has", "err", err)
+			return
+		} else if len(restart) > 0 {
+			log.Warn("reload: these keys changed but take effect only after a restart", "keys", strings.Join(restart, ", "))
+		}
+		level.Set(next.SlogLevel())
+	})
 }
 
 // serve runs the server until stop is closed.
 func serve(cfg *server.Config, log *slog.Logger, stop <-chan struct{}) error {
+	return serveWith(cfg, log, stop, nil, nil)
+}
+
+// serveWith runs the server until stop is closed, calling onReload for
+// each value on reload.
+func serveWith(cfg *server.Config, log *slog.Logger, stop <-chan struct{}, reload <-chan struct{}, onReload func(*server.Server)) error {
 	// A flood (of refused connections, failed handshakes) must not fill
 	// the disk with one line repeated: limits.log_repeats_per_minute.
 	log = slog.New(logrepeat.New(log.Handler(), cfg.Limits.LogRepeatsPerMinute))
@@ -206,8 +251,18 @@ func serve(cfg *server.Config, log *slog.Logger, stop <-chan struct{}) error {
 	if err := srv.Start(); err != nil {
 		return err
 	}
-	log.Info("roost started", "version", server.Version, "domain", cfg.Domain, "data_dir", cfg.DataDir, "certificate", srv.CertPath(), "startup", time.Since(start).Round(time.Microsecond))
-	<-stop
+	log.Info("roost started", "version", server.Version, "domain", cfg.Domain, "data_dir", cfg.DataDir, "certificate", srv.CertPath(), "pid", os.Getpid(), "startup", time.Since(start).Round(time.Microsecond))
+	for waiting := true; waiting; {
+		select {
+		case <-stop:
+			waiting = false
+		case <-reload:
+			onReload(srv)
+		case <-srv.ShutdownRequested():
+			log.Info("shutting down", "requested_by", "roost shutdown")
+			waiting = false
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
@@ -629,7 +684,7 @@ func cmdStatus(args []string, stdout io.Writer) error {
 	resp, err := control.Call(sock, control.Request{Op: "status"})
 	if err != nil {
 		fmt.Fprintf(stdout, "server: not running (nothing answers on %s)\n", sock)
-		return nil
+		return exitCode(3) // LSB: program is not running
 	}
 	fmt.Fprintf(stdout, "server: %s\n", resp.Message)
 	for _, l := range resp.Lines {

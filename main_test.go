@@ -295,7 +295,7 @@ func TestInstallWithoutServiceManager(t *testing.T) {
 		t.Fatal("a unit file appeared")
 	}
 	code, out := cli(t, "", "status")
-	if code != 0 || !strings.Contains(out, "service: unavailable (no usable service manager") || !strings.Contains(out, "server: not running") {
+	if code != 3 || !strings.Contains(out, "service: unavailable (no usable service manager") || !strings.Contains(out, "server: not running") {
 		t.Fatalf("status: exit %d: %s", code, out)
 	}
 }

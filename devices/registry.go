@@ -133,3 +133,82 @@ func Lookup(st *storage.Store, domain, identity string) (storage.Device, jid.JID
 	}
 	return d, j, err
 }
+
+// Set edits a device without a new key: label (when not nil) and owners
+// (when not nil: the new list replaces the old). Owners added get a mutual
+// (both) subscription with the device, as with Add; owners removed lose it
+// on both sides. One transaction.
+func Set(st *storage.Store, domain, name string, label *string, owners []string) (storage.Device, error) {
+	var ownerJIDs []jid.JID
+	if owners != nil {
+		for _, o := range owners {
+			j, err := jid.Parse(o)
+			if err == nil && j.Local() == "" {
+				j, err = jid.New(o, domain, "")
+			}
+			if err != nil || j.Domain() != domain || j.Resource() != "" {
+				return storage.Device{}, fmt.Errorf("owner %q: give the bare JID of an account on %s", o, domain)
+			}
+			ownerJIDs = append(ownerJIDs, j)
+		}
+	}
+	var d storage.Device
+	err := st.Update(func(tx *storage.Tx) error {
+		var err error
+		if d, err = tx.Device(name); err != nil {
+			return err
+		}
+		devJID := d.Name + "@" + domain
+		if label != nil {
+			d.Label = *label
+		}
+		if owners != nil {
+			keep := map[string]bool{}
+			for _, o := range ownerJIDs {
+				keep[o.String()] = true
+			}
+			for _, old := range d.Owners {
+				if keep[old] {
+					continue
+				}
+				if j, err := jid.Parse(old); err == nil {
+					if _, _, err := tx.DeleteRosterItem(j.Local(), devJID); err != nil {
+						return err
+					}
+				}
+				if _, _, err := tx.DeleteRosterItem(d.Name, old); err != nil {
+					return err
+				}
+			}
+			d.Owners = d.Owners[:0]
+			for _, o := range ownerJIDs {
+				d.Owners = append(d.Owners, o.String())
+			}
+		}
+		for _, o := range d.Owners {
+			j, _ := jid.Parse(o)
+			if ok, _ := tx.UserExists(j.Local()); !ok {
+				return fmt.Errorf("owner %s: no such account", o)
+			}
+			it, found, err := tx.RosterItem(j.Local(), devJID)
+			if err != nil {
+				return err
+			}
+			if found && it.Subscription == "both" && (label == nil || it.Name == d.Label) {
+				continue // an owner already: keep the item as the owner arranged it
+			}
+			if !found {
+				it = storage.RosterItem{JID: devJID, Groups: []string{"Devices"}}
+			}
+			it.Name, it.Subscription = d.Label, "both"
+			if _, err := tx.PutRosterItem(j.Local(), it); err != nil {
+				return err
+			}
+			if _, err := tx.PutRosterItem(d.Name, storage.RosterItem{JID: o, Subscription: "both"}); err != nil {
+				return err
+			}
+		}
+		return tx.PutDevice(d)
+	})
+	return d, err
+}

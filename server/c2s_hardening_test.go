@@ -380,6 +380,10 @@ func TestParallelBruteForce(t *testing.T) {
 			t.Fatalf("guess %d for alice: %q %v", i, cond, err)
 		}
 	}
+	// Each failed login's log line names the prepared account (issue 17).
+	if got := lb.count("account=alice@" + ts.cfg.Domain); got < perAccount {
+		t.Fatalf("%d failed logins to alice logged with the account, want at least %d", got, perAccount)
+	}
 	if cond, text, err := scramLogin(ts, second, "alice", "wonderland"); err != nil || cond != "temporary-auth-failure" || !strings.Contains(text, "this account") {
 		t.Fatalf("a failed address after the account's budget: %q %q %v", cond, text, err)
 	}

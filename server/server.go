@@ -56,11 +56,15 @@ type Server struct {
 	env    *c2s.Env
 
 	certPath  string
+	cert      *certs.Holder           // what every TLS listener presents; Reload replaces it
+	reloaded  atomic.Pointer[Config]  // the config as SIGHUP last reloaded it (live)
+	liveEnv   atomic.Pointer[c2s.Env] // the client environment for new connections (clientEnv)
 	listeners []net.Listener
 	control   net.Listener
 	wg        sync.WaitGroup
 
 	mu      sync.Mutex
+	stopR   *stopRequest // see ShutdownRequested
 	perIP   map[string]int
 	closing bool
 	conns   map[net.Conn]struct{}
@@ -114,7 +118,8 @@ func (s *Server) Start() (err error) {
 	if generated {
 		s.log.Info("generated a self-signed certificate", "domain", cfg.Domain, "file", certPath)
 	}
-	tlsCfg := certs.ServerConfig(cert)
+	s.cert = certs.NewHolder(cert)
+	tlsCfg := certs.ServerConfig(s.cert)
 	s.router = router.New()
 	s.im = &im.Service{Domain: cfg.Domain, Store: s.store, Router: s.router, Log: s.log,
 		RosterLimit: cfg.Limits.RosterItems, OfflineQuota: cfg.Limits.OfflineMessages,
@@ -264,7 +269,7 @@ func (s *Server) accept(ln net.Listener, direct bool) {
 		go func() {
 			defer s.wg.Done()
 			defer s.untrack(nc, ip)
-			c2s.Serve(s.env, nc, direct)
+			c2s.Serve(s.clientEnv(), nc, direct)
 		}()
 	}
 }

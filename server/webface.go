@@ -26,7 +26,7 @@ func (s *Server) startWeb() error {
 	if cfg.Listen.HTTPS == "" && cfg.Listen.HTTP == "" {
 		return nil
 	}
-	h := &ws.Handler{Env: s.env, Origins: cfg.HTTP.Origins, Admit: s.admitWeb, Log: s.log}
+	h := &ws.Handler{Env: s.env, EnvFunc: s.clientEnv, Origins: cfg.HTTP.Origins, Admit: s.admitWeb, Log: s.log}
 	srv, err := web.Start(web.Options{
 		HTTPS: cfg.Listen.HTTPS, HTTP: cfg.Listen.HTTP, TLS: s.env.TLS,
 		HeaderTimeout: cfg.HTTP.HeaderTimeout.D(), MaxHeaderBytes: cfg.HTTP.MaxHeaderBytes,

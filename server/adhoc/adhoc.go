@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"roost/server/router"
@@ -64,6 +65,7 @@ type Service struct {
 	Version string
 	// Admins are the bare JIDs allowed to run the commands.
 	Admins  []string
+	admins  atomic.Pointer[[]string] // set by SetAdmins; nil: Admins
 	Store   *storage.Store
 	Router  *router.Router
 	Devices DeviceStatuser // nil: DTLS is off
@@ -166,8 +168,16 @@ func lookup(node string) *command {
 
 // IsAdmin reports whether the peer's bare JID is in admins.
 func (s *Service) IsAdmin(p session.Peer) bool {
-	return slices.Contains(s.Admins, p.JID().Bare().String())
+	admins := s.Admins
+	if a := s.admins.Load(); a != nil {
+		admins = *a
+	}
+	return slices.Contains(admins, p.JID().Bare().String())
 }
+
+// SetAdmins replaces the admins (SIGHUP reload) for the commands that
+// follow.
+func (s *Service) SetAdmins(admins []string) { s.admins.Store(&admins) }
 
 // Items appends the disco#items (XEP-0030) of node
 // http://jabber.org/protocol/commands for p (XEP-0050 §2.2): every

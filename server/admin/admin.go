@@ -29,6 +29,12 @@ type Admin struct {
 	Domain string
 	// DeviceOwners (devices.owners) own every device added.
 	DeviceOwners []string
+	// Owners, when set, is called instead of reading DeviceOwners: the
+	// running server's devices.owners, as SIGHUP last reloaded them.
+	Owners func() []string
+	// Live, when set (a running server), describes a device's session for
+	// device list: online, last seen, address.
+	Live func(jid string) string
 }
 
 // Do executes one request.
@@ -52,7 +58,7 @@ func (a Admin) Do(req control.Request) control.Response {
 			_, err := store.Backup(w)
 			return err
 		}}
-	case "device.add", "device.del", "device.rekey", "device.list":
+	case "device.add", "device.del", "device.rekey", "device.list", "device.set":
 		return a.device(req)
 	default:
 		return control.Response{Error: fmt.Sprintf("unknown command %q", req.Op)}
@@ -165,7 +171,12 @@ func (a Admin) device(req control.Request) control.Response {
 		}
 		var lines []string
 		for _, d := range list {
-			lines = append(lines, fmt.Sprintf("%s@%s\tkind=%s\tlabel=%q\towners=%s", d.Name, a.Domain, d.Kind, d.Label, strings.Join(d.Owners, ",")))
+			jid := d.Name + "@" + a.Domain
+			line := fmt.Sprintf("%s\tkind=%s\tlabel=%q\towners=%s", jid, d.Kind, d.Label, strings.Join(d.Owners, ","))
+			if a.Live != nil {
+				line += "\t" + a.Live(jid)
+			}
+			lines = append(lines, line)
 		}
 		return control.Response{Lines: lines}
 	}
@@ -182,6 +193,9 @@ func (a Admin) device(req control.Request) control.Response {
 	switch req.Op {
 	case "device.add":
 		owners := append([]string(nil), a.DeviceOwners...)
+		if a.Owners != nil {
+			owners = append([]string(nil), a.Owners()...)
+		}
 		if req.Owner != "" {
 			owners = append(owners, strings.Split(req.Owner, ",")...)
 		}
@@ -192,6 +206,30 @@ func (a Admin) device(req control.Request) control.Response {
 			return control.Response{Error: err.Error()}
 		}
 		return show("added", d)
+	case "device.set":
+		if !req.SetLabel && !req.SetOwner {
+			return control.Response{Error: "device set: give -label and/or -owner"}
+		}
+		var label *string
+		var owners []string
+		if req.SetLabel {
+			label = &req.Label
+		}
+		if req.SetOwner {
+			owners = []string{}
+			for _, o := range strings.Split(req.Owner, ",") {
+				if o = strings.TrimSpace(o); o != "" {
+					owners = append(owners, o)
+				}
+			}
+		}
+		d, err := devices.Set(a.Store, a.Domain, name, label, owners)
+		if errors.Is(err, storage.ErrNotFound) {
+			return control.Response{Error: fmt.Sprintf("no device %s@%s", name, a.Domain)}
+		} else if err != nil {
+			return control.Response{Error: err.Error()}
+		}
+		return control.Response{Message: fmt.Sprintf("changed device %s@%s: label %q, owners %s (the key is unchanged)", d.Name, a.Domain, d.Label, strings.Join(d.Owners, ","))}
 	case "device.rekey":
 		d, err := devices.Rekey(a.Store, name)
 		if errors.Is(err, storage.ErrNotFound) {

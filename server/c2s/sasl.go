@@ -291,7 +291,18 @@ func (c *Conn) saslFailure(cond string, counted bool) error {
 		if st.account != "" {
 			c.env.Limiter.Failed(c.ip, st.account)
 		}
-		c.log.Info("c2s: authentication failed", "condition", cond)
+		// The operator needs the account (prepared, with the domain) to
+		// tell a forgotten password from a guessing attack (issue 17);
+		// the client is told nothing more than the condition.
+		acct := st.account
+		if acct == "" {
+			acct = st.user
+		}
+		if acct == "" || acct == "\x00invalid" {
+			c.log.Info("c2s: authentication failed", "condition", cond, "mechanism", st.mech, "account", "(not a valid username)")
+		} else {
+			c.log.Info("c2s: authentication failed", "condition", cond, "mechanism", st.mech, "account", acct+"@"+c.env.Domain)
+		}
 	}
 	return c.writeFailure(cond, "")
 }

@@ -22,12 +22,18 @@ import (
 
 // Request is one administrative command.
 type Request struct {
-	Op       string `json:"op"` // user.add|del|passwd|list, device.add|del|rekey|list, status
+	// Op is user.add|del|passwd|list, device.add|del|rekey|list|set, status
+	// (store and server); sessions, kick, shutdown (a running server only).
+	Op       string `json:"op"`
 	JID      string `json:"jid,omitempty"`
 	Password string `json:"password,omitempty"`
 	Kind     string `json:"kind,omitempty"`
 	Label    string `json:"label,omitempty"`
 	Owner    string `json:"owner,omitempty"`
+	// SetLabel and SetOwner say which of Label and Owner device.set
+	// changes (an empty label is a change too).
+	SetLabel bool `json:"set_label,omitempty"`
+	SetOwner bool `json:"set_owner,omitempty"`
 }
 
 // Response is the answer to a Request.

@@ -42,9 +42,8 @@ func (s *Service) certFor(state tls.ConnectionState, domain string) bool {
 // our own certificate so that the peer can offer us EXTERNAL.
 func (s *Service) clientTLS(domain string) *tls.Config {
 	c := &tls.Config{ServerName: domain, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12, NextProtos: []string{"xmpp-server"}}
-	if s.cfg.TLS != nil && len(s.cfg.TLS.Certificates) > 0 {
-		own := s.cfg.TLS.Certificates[0]
-		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &own, nil }
+	if s.cfg.TLS != nil {
+		c.GetClientCertificate = s.cfg.TLS.GetClientCertificate // the server's certificate, as reloaded
 	}
 	return c
 }

@@ -23,6 +23,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"roost/wire/jid"
@@ -78,6 +79,8 @@ type Service struct {
 	own string // cfg.Domain prepared: what peers' to is compared with
 	in  Inbound
 	log *slog.Logger
+
+	routes atomic.Pointer[map[string]string] // set by SetRoutes; nil: cfg.Routes
 
 	mu      sync.Mutex
 	out     map[string]*outbound // by remote domain
@@ -159,7 +162,11 @@ func (s *Service) key(receiving, originating, streamID string) string {
 // record with the target "." says the service is decidedly not available
 // (RFC 2782): nothing is tried then.
 func (s *Service) resolve(ctx context.Context, domain string) []string {
-	if a, ok := s.cfg.Routes[domain]; ok {
+	routes := s.cfg.Routes
+	if r := s.routes.Load(); r != nil {
+		routes = *r
+	}
+	if a, ok := routes[domain]; ok {
 		return []string{a}
 	}
 	lookup := s.cfg.LookupSRV
@@ -336,3 +343,7 @@ func validDomain(s string) bool {
 	j, err := jid.Parse(s)
 	return err == nil && j.Local() == "" && j.Resource() == "" && j.Domain() == s
 }
+
+// SetRoutes replaces s2s.routes (SIGHUP reload) for the connections
+// opened after it.
+func (s *Service) SetRoutes(routes map[string]string) { s.routes.Store(&routes) }

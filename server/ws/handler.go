@@ -23,6 +23,9 @@ const Subprotocol = "xmpp"
 // Handler serves XMPP over WebSocket (RFC 7395) at /xmpp-websocket.
 type Handler struct {
 	Env *c2s.Env
+	// EnvFunc, when set, gives the Env for each new connection instead
+	// (the server's limits as SIGHUP last reloaded them).
+	EnvFunc func() *c2s.Env
 	// Origins are the Origin values (scheme://host[:port]) allowed
 	// besides the request's own host (http.origins).
 	Origins []string
@@ -74,7 +77,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The scanner bounds a stanza (limits.stanza_bytes, with a
 	// <policy-violation/>); the library's own limit only backs it up.
-	wc.SetReadLimit(int64(2*h.Env.Limits.MaxElementBytes + 4096))
+	env := h.Env
+	if h.EnvFunc != nil {
+		env = h.EnvFunc()
+	}
+	wc.SetReadLimit(int64(2*env.Limits.MaxElementBytes + 4096))
 	remote := tcpAddr(r.RemoteAddr)
 	var local net.Addr
 	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
@@ -104,7 +111,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// the connection is hijacked, so net/http has no more use for it, and
 	// its request and its connection goroutine's grown stack (16 KiB) are
 	// not held for the life of an idle session.
-	go c2s.ServeConn(h.Env, nc, c2s.ConnOptions{Framed: true, Secure: secure, Transport: "websocket",
+	go c2s.ServeConn(env, nc, c2s.ConnOptions{Framed: true, Secure: secure, Transport: "websocket",
 		Done: func() { release(); h.leave() }})
 }
 

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -119,12 +120,37 @@ func generateValid(certPath, keyPath, domain string, fromHours, toHours int) err
 	return nil
 }
 
-// ServerConfig is the TLS server configuration: TLS 1.2 or later, and
-// the XEP-0368 ALPN name for direct TLS.
-func ServerConfig(cert tls.Certificate) *tls.Config {
+// Holder holds the certificate every listener presents; Set replaces it
+// for the handshakes that follow (SIGHUP with a renewed certificate)
+// without touching the connections already open.
+type Holder struct {
+	p atomic.Pointer[tls.Certificate]
+}
+
+// NewHolder holds cert.
+func NewHolder(cert tls.Certificate) *Holder {
+	h := &Holder{}
+	h.Set(cert)
+	return h
+}
+
+// Set replaces the certificate.
+func (h *Holder) Set(cert tls.Certificate) { h.p.Store(&cert) }
+
+// Get is the certificate now.
+func (h *Holder) Get() *tls.Certificate { return h.p.Load() }
+
+// ServerConfig is the TLS configuration of the server's listeners: TLS 1.2
+// or later, the certificate taken from h at each handshake (with or
+// without SNI), also presented as our client certificate where a peer
+// asks for one (s2s SASL EXTERNAL).
+func ServerConfig(h *Holder) *tls.Config {
 	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{"xmpp-client"},
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return h.Get(), nil },
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return h.Get(), nil
+		},
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"xmpp-client"},
 	}
 }

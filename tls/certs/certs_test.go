@@ -58,7 +58,7 @@ func TestHandshakeTrustingThePEM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := tls.Listen("tcp", "127.0.0.1:0", ServerConfig(cert))
+	l, err := tls.Listen("tcp", "127.0.0.1:0", ServerConfig(NewHolder(cert)))
 	if err != nil {
 		t.Fatal(err)
 	}
