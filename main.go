@@ -1,15 +1,11 @@
 // Command roost is a single-binary XMPP server for edge and IoT gateways.
 //
-//	roost run [-config FILE]                      serve (the embedded config.json when no file is given)
-//	roost user add|del|passwd [-config FILE] JID  manage accounts (password on standard input)
-//	roost user list [-config FILE]
-//	roost install|uninstall|start|stop|restart|status   the system service
-//	roost backup|restore FILE                     copy the store out, or back in
-//	roost check-config [-config FILE]
-//	roost version
-//
-// Account commands work whether or not the server runs: when the store is
-// held by a running server they go through its control socket.
+// `roost help` lists the commands; `roost COMMAND -h` shows one command's
+// usage and flags (cli.go is the small framework every command uses:
+// flags before or after arguments, one-line usage errors). Administration
+// commands work whether or not the server runs: when the store is held by
+// a running server they go through its control socket; they never create a
+// store (init and run do).
 package main
 
 import (
@@ -49,50 +45,41 @@ import (
 //go:embed config.json
 var defaultConfig []byte
 
-const usage = `usage: roost COMMAND [-config FILE] [ARGS]
+// commands is the list `roost help` prints.
+const commands = `usage: roost COMMAND [flags] [args]     (roost COMMAND -h: that command's usage and flags)
 
-commands:
-  run                  run the server (embedded default config unless -config)
-  user add JID         add an account; the password is read from standard input
-  user passwd JID      change an account's password (from standard input)
-  user del JID         delete an account and its roster
-  user list            list accounts
-  device add [-kind K] [-label L] [-owner JID[,JID]] NAME
-                       add a DTLS device; prints its JID, PSK identity and PSK (once)
-  device list          list devices (never prints keys)
-  device del NAME      delete a device and its account data
-  device rekey NAME    give a device a new PSK (printed once)
-  device simulate -psk HEX [-every 5s] [-server HOST:PORT] NAME
-                       run a virtual sensor over DTLS: reports a reading, answers
-                       the XEP-0050 commands "read" and "set"; like a real device it
-                       connects again whenever the gateway goes away (after 1 s,
-                       doubling to 30 s, with jitter) until interrupted
-  bench -target HOST:PORT -domain D -users N -scenario login|chat|idle|presence [-duration 10s] [-rate R]
-                       load any XMPP server and print figures (see BENCHMARKS.md);
-                       -raw drives "bench relay" instead
-  bench relay [-listen ADDR]
-                       a trivial TCP relay (no XML): the machine's ceiling for bench -raw
-  install [-config FILE] [-user NAME]
-                       install as a system service (systemd, Windows SCM); writes a
-                       default config to FILE (default %s) if there is none
-  uninstall | start | stop | restart
-                       control the installed service
-  status               the service's state and the running server's
-  backup FILE          write a consistent copy of the store to FILE (server running or not)
-  restore FILE         replace the store with a backup (the server must be stopped)
-  init                 create data_dir and an empty store for the domain (run does
-                       too); administration commands never create one
-  check-config         load and validate the configuration, print it
-  version              print the version
+serving:
+  run                  run the server (SIGHUP reloads the config, SIGINT/SIGTERM stop it)
+  init                 create data_dir and an empty store for the domain (run does too)
+  check-config         check the configuration as run would, without binding ports; print it
+  status               the service's and the running server's state (exit 3: not running)
+  shutdown             stop a server started with roost run (through its control socket)
+  install [-user NAME] | uninstall | start | stop | restart
+                       the system service (systemd, Windows SCM)
 
-Every command takes -config FILE after its name, so the CLI finds the same
-data directory as the server it administers. Without it, the administration
-commands use the installed service's config (%s) when it exists.
+accounts (prosodyctl names work too: adduser, passwd, deluser):
+  user add|passwd|del JID, user list
+  sessions             who and what is online: JID, resource, transport, address, since, SM
+  kick JID             end a user's sessions (all, or one full JID)
+
+devices:
+  device add|del|rekey|set|list|simulate   (roost device -h)
+
+data:
+  backup FILE          a consistent copy of the store (server running or not)
+  restore FILE         replace the store with a backup (server stopped)
+
+load:
+  bench ...            load any XMPP server and print figures (roost bench -h)
+  version
+
+Administration commands find the store through -config (default: the installed service's config %s
+when it exists, else the embedded defaults); they work whether or not the server runs, and never
+create a store.
 `
 
 func usageText() string {
-	p := sysservice.DefaultConfigPath()
-	return fmt.Sprintf(usage, p, p)
+	return fmt.Sprintf(commands, sysservice.DefaultConfigPath())
 }
 
 func main() {
@@ -107,14 +94,24 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "run":
-		err = cmdRun(args[1:], stderr)
+		err = cmdRun(args[1:], stdout, stderr)
+	case "init":
+		err = cmdInit(args[1:], stdout)
 	case "user":
-		err = cmdUser(args[1:], stdin, stdout, stderr)
+		err = userGroup(stdin, stdout, stderr).run(args[1:], stdout)
+	case "adduser", "passwd", "deluser": // prosodyctl's names
+		err = cmdUser(map[string]string{"adduser": "add", "passwd": "passwd", "deluser": "del"}[args[0]], args[1:], stdin, stdout, stderr)
 	case "device":
-		err = cmdDevice(args[1:], stdout)
+		err = deviceGroup(stdout).run(args[1:], stdout)
+	case "sessions":
+		err = cmdSessions(args[1:], stdout)
+	case "kick":
+		err = cmdKick(args[1:], stdout)
+	case "shutdown":
+		err = cmdShutdown(args[1:], stdout)
 	case "bench":
 		if err = bench.Command(args[1:], stdout, stderr); errors.Is(err, bench.ErrUsage) {
-			err = usageError{err.Error()}
+			err = usageError{msg: err.Error(), usage: "usage: roost bench [flags]   (roost bench -h shows them)"}
 		}
 	case "install", "uninstall", "start", "stop", "restart":
 		err = cmdService(args[0], args[1:], stdout)
@@ -126,8 +123,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdRestore(args[1:], stdout)
 	case "check-config":
 		err = cmdCheckConfig(args[1:], stdout)
-	case "init":
-		err = cmdInit(args[1:], stdout)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "roost %s (%s %s/%s)\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -135,17 +130,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usageText())
 		return 0
 	default:
-		fmt.Fprintf(stderr, "roost: unknown command %q\n\n%s", args[0], usageText())
+		fmt.Fprintf(stderr, "roost: unknown command %q (roost help lists the commands)\n", args[0])
 		return 2
 	}
 	if err != nil {
+		if errors.Is(err, errHelp) {
+			return 0
+		}
 		var ec exitCode
 		if errors.As(err, &ec) {
 			return int(ec)
 		}
 		var ue usageError
 		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "roost: %v\n\n%s", err, usageText())
+			fmt.Fprintf(stderr, "roost %v\n%s\n", err, ue.usage)
 			return 2
 		}
 		fmt.Fprintf(stderr, "roost: %v\n", err)
@@ -161,33 +159,32 @@ type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
-type usageError struct{ msg string }
+// usageError is a mistake in the command line: one line saying what is
+// wrong (msg, which starts with the command's name) and the command's
+// usage.
+type usageError struct{ msg, usage string }
 
 func (e usageError) Error() string { return e.msg }
 
-// parseFlags reads the flags every command takes and returns the loaded
-// configuration and the remaining arguments.
-func parseFlags(name string, args []string) (*server.Config, []string, error) {
-	fs := flag.NewFlagSet("roost "+name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	path := fs.String("config", "", "configuration file overlaid on the embedded defaults")
-	if err := fs.Parse(args); err != nil {
-		return nil, nil, usageError{fmt.Sprintf("%s: %v", name, err)}
-	}
-	cfg, err := server.LoadConfig(defaultConfig, adminConfig(name, *path))
+// simple parses a command that takes only -config and n positional
+// arguments (what), and loads the configuration.
+func simple(name, args, about, what string, n int, in []string, stdout io.Writer) (*server.Config, []string, error) {
+	c, path := newCmd(name, args, about, stdout)
+	pos, err := c.parse(in)
 	if err != nil {
 		return nil, nil, err
 	}
-	return cfg, fs.Args(), nil
+	if err := c.exactly(pos, n, what); err != nil {
+		return nil, nil, err
+	}
+	cfg, err := c.config(*path)
+	return cfg, pos, err
 }
 
-func cmdRun(args []string, stderr io.Writer) error {
-	cfg, rest, err := parseFlags("run", args)
+func cmdRun(args []string, stdout, stderr io.Writer) error {
+	cfg, _, err := simple("run", "[-config FILE]", "Run the server in the foreground. SIGHUP reloads the configuration (certificate, limits for\nnew connections, devices.owners, s2s.routes, admins, log_level) without dropping a session;\nSIGINT and SIGTERM close every stream with <system-shutdown/> and the store cleanly.", "", 0, args, stdout)
 	if err != nil {
 		return err
-	}
-	if len(rest) > 0 {
-		return usageError{fmt.Sprintf("run: unexpected argument %q", rest[0])}
 	}
 	if runtime.GOOS == "windows" && !sysservice.Interactive() {
 		// Started by the Service Control Manager: log to the event log.
@@ -278,12 +275,9 @@ func serveWith(cfg *server.Config, log *slog.Logger, stop <-chan struct{}, reloa
 // that creates a store: the administration commands never do, so a wrong
 // -config cannot make a new, empty store somewhere.
 func cmdInit(args []string, stdout io.Writer) error {
-	cfg, rest, err := parseFlags("init", args)
+	cfg, _, err := simple("init", "[-config FILE]", "Create data_dir and an empty store recorded for the configured domain, so accounts can be\nadded before the first run (run creates them too). Administration commands never create a store.", "", 0, args, stdout)
 	if err != nil {
 		return err
-	}
-	if len(rest) > 0 {
-		return usageError{fmt.Sprintf("init: unexpected argument %q", rest[0])}
 	}
 	if err := cfg.Check(); err != nil {
 		return err
@@ -307,54 +301,133 @@ func cmdInit(args []string, stdout io.Writer) error {
 }
 
 func cmdCheckConfig(args []string, stdout io.Writer) error {
-	cfg, _, err := parseFlags("check-config", args)
+	c, path := newCmd("check-config", "[-config FILE] [-q]", "Load and check the configuration with the checks run makes (files exist and parse, data_dir\nwritable, JIDs, durations, addresses, no key given twice), without binding ports, and print\nthe effective configuration with its secrets masked.", stdout)
+	quiet := c.fs.Bool("q", false, "print only the verdict")
+	pos, err := c.parse(args)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "config OK: domain %s, data_dir %s, c2s %q, c2s_tls %q, tls.required %v\n",
-		cfg.Domain, cfg.DataDir, cfg.Listen.C2S, cfg.Listen.C2STLS, cfg.TLS.Required)
+	if err := c.exactly(pos, 0, ""); err != nil {
+		return err
+	}
+	file := adminConfig("check-config", *path)
+	cfg, err := c.config(*path)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Check(); err != nil {
+		if file != "" {
+			return fmt.Errorf("config %s: %w", file, err)
+		}
+		return err
+	}
+	if file == "" {
+		file = "(the embedded defaults)"
+	}
+	fmt.Fprintf(stdout, "config OK: %s; domain %s, data_dir %s\n", file, cfg.Domain, cfg.DataDir)
+	if !*quiet {
+		b, err := cfg.Masked()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s\n", b)
+	}
 	return nil
 }
 
-func cmdDevice(args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return usageError{"device: give add, del, rekey or list"}
+// deviceGroup is `roost device`.
+func deviceGroup(stdout io.Writer) group {
+	one := func(op, about string) func([]string) error {
+		return func(args []string) error {
+			c, path := newCmd("device "+op, "[-config FILE] NAME", about, stdout)
+			pos, err := c.parse(args)
+			if err != nil {
+				return err
+			}
+			if err := c.exactly(pos, 1, "the device NAME, for example thermo1"); err != nil {
+				return err
+			}
+			return deviceRequest(c, *path, control.Request{Op: "device." + op, JID: pos[0]}, stdout)
+		}
 	}
-	sub := args[0]
-	fs := flag.NewFlagSet("roost device "+sub, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	path := fs.String("config", "", "configuration file")
-	kind := fs.String("kind", "", "device kind, for example thermometer")
-	label := fs.String("label", "", "a human name, shown in owners' rosters")
-	owner := fs.String("owner", "", "bare JID(s) of owners, comma separated")
-	pskHex := fs.String("psk", "", "simulate: the device's PSK in hex, as device add printed it")
-	every := fs.Duration("every", 5*time.Second, "simulate: how often to report a reading")
-	target := fs.String("server", "", "simulate: the gateway's DTLS address (default: listen.dtls, on 127.0.0.1)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{fmt.Sprintf("device %s: %v", sub, err)}
-	}
-	cfg, err := server.LoadConfig(defaultConfig, adminConfig("device", *path))
+	return group{name: "device", about: "DTLS devices (docs/datagram-binding.md)", subs: []sub{
+		{"add", "[-kind K] [-label L] [-owner JID[,JID]] NAME", "add a device; prints its JID, PSK identity and PSK (once)", func(args []string) error {
+			c, path := newCmd("device add", "[-config FILE] [-kind K] [-label L] [-owner JID[,JID]] NAME", "Add a DTLS device account with a new random PSK (printed once). Owners (and devices.owners)\nget a mutual subscription with it and may command it.", stdout)
+			kind := c.fs.String("kind", "", "device kind, for example thermometer")
+			label := c.fs.String("label", "", "a human name, shown in owners' rosters")
+			owner := c.fs.String("owner", "", "bare JID(s) of owners, comma separated")
+			pos, err := c.parse(args)
+			if err != nil {
+				return err
+			}
+			if err := c.exactly(pos, 1, "the device NAME, for example thermo1"); err != nil {
+				return err
+			}
+			return deviceRequest(c, *path, control.Request{Op: "device.add", JID: pos[0], Kind: *kind, Label: *label, Owner: *owner}, stdout)
+		}},
+		{"set", "[-label L] [-owner JID[,JID]] NAME", "change a device's label or owners; the key stays", func(args []string) error {
+			c, path := newCmd("device set", "[-config FILE] [-label L] [-owner JID[,JID]] NAME", "Change a device's label and/or its owners (the list given replaces the old one; removed\nowners lose their subscription) without a new key.", stdout)
+			label := c.fs.String("label", "", "the new label")
+			owner := c.fs.String("owner", "", "the new owners, bare JIDs comma separated")
+			pos, err := c.parse(args)
+			if err != nil {
+				return err
+			}
+			if err := c.exactly(pos, 1, "the device NAME, for example thermo1"); err != nil {
+				return err
+			}
+			req := control.Request{Op: "device.set", JID: pos[0], Label: *label, Owner: *owner}
+			c.fs.Visit(func(f *flag.Flag) {
+				req.SetLabel = req.SetLabel || f.Name == "label"
+				req.SetOwner = req.SetOwner || f.Name == "owner"
+			})
+			if !req.SetLabel && !req.SetOwner {
+				return c.usage("give -label and/or -owner")
+			}
+			return deviceRequest(c, *path, req, stdout)
+		}},
+		{"list", "", "devices with kind, label, owners (and, with the server running, online, last seen, address)", func(args []string) error {
+			c, path := newCmd("device list", "[-config FILE]", "List the devices (never their keys); with the server running also online, last seen and address.", stdout)
+			pos, err := c.parse(args)
+			if err != nil {
+				return err
+			}
+			if err := c.exactly(pos, 0, ""); err != nil {
+				return err
+			}
+			return deviceRequest(c, *path, control.Request{Op: "device.list"}, stdout)
+		}},
+		{"del", "NAME", "delete a device and its account data (ends its session)", one("del", "Delete a device and everything its account held; a live session ends at once.")},
+		{"rekey", "NAME", "give a device a new PSK, printed once (ends its session)", one("rekey", "Give a device a new random PSK (printed once); its session on the old key ends at once.")},
+		{"simulate", "-psk HEX [-every 5s] [-server HOST:PORT] NAME", "run a virtual sensor over DTLS until interrupted", func(args []string) error {
+			c, path := newCmd("device simulate", "[-config FILE] -psk HEX [-every 5s] [-server HOST:PORT] NAME", "Run a virtual sensor over DTLS: it reports a reading, answers the XEP-0050 commands \"read\"\nand \"set\", and like a real device connects again whenever the gateway goes away (after 1 s,\ndoubling to 30 s, with jitter) until interrupted.", stdout)
+			pskHex := c.fs.String("psk", "", "the device's PSK in hex, as device add printed it")
+			every := c.fs.Duration("every", 5*time.Second, "how often to report a reading")
+			target := c.fs.String("server", "", "the gateway's DTLS address (default: listen.dtls, on 127.0.0.1)")
+			pos, err := c.parse(args)
+			if err != nil {
+				return err
+			}
+			if err := c.exactly(pos, 1, "the device NAME"); err != nil {
+				return err
+			}
+			if *pskHex == "" {
+				return c.usage("needs -psk HEX (the key device add printed)")
+			}
+			cfg, err := c.config(*path)
+			if err != nil {
+				return err
+			}
+			return simulate(cfg, pos[0], *pskHex, *target, *every)
+		}},
+	}}
+}
+
+// deviceRequest runs a device operation and prints its answer.
+func deviceRequest(c *cmd, path string, req control.Request, stdout io.Writer) error {
+	cfg, err := c.config(path)
 	if err != nil {
 		return err
-	}
-	req := control.Request{Op: "device." + sub, Kind: *kind, Label: *label, Owner: *owner}
-	switch sub {
-	case "simulate":
-		if fs.NArg() != 1 || *pskHex == "" {
-			return usageError{"device simulate needs -psk HEX and the device NAME"}
-		}
-		return simulate(cfg, fs.Arg(0), *pskHex, *target, *every)
-	case "list":
-		if fs.NArg() != 0 {
-			return usageError{"device list takes no arguments"}
-		}
-	case "add", "del", "rekey":
-		if fs.NArg() != 1 {
-			return usageError{fmt.Sprintf("device %s needs exactly one NAME, for example thermo1", sub)}
-		}
-		req.JID = fs.Arg(0)
-	default:
-		return usageError{fmt.Sprintf("device: unknown subcommand %q", sub)}
 	}
 	resp, via, err := administer(cfg, req)
 	if err != nil {
@@ -369,36 +442,57 @@ func cmdDevice(args []string, stdout io.Writer) error {
 	for _, l := range resp.Lines {
 		fmt.Fprintln(stdout, l)
 	}
+	if resp.Message == "" {
+		fmt.Fprintf(stdout, "(%s)\n", via)
+	}
 	return nil
 }
 
-func cmdUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageError{"user: give add, del, passwd or list"}
+// userGroup is `roost user`.
+func userGroup(stdin io.Reader, stdout, stderr io.Writer) group {
+	op := func(name string) func([]string) error {
+		return func(args []string) error { return cmdUser(name, args, stdin, stdout, stderr) }
 	}
-	sub := args[0]
-	cfg, rest, err := parseFlags("user "+sub, args[1:])
+	return group{name: "user", about: "accounts", subs: []sub{
+		{"add", "JID", "add an account; the password is read from standard input", op("add")},
+		{"passwd", "JID", "change an account's password (from standard input)", op("passwd")},
+		{"del", "JID", "delete an account and its data (ends its sessions)", op("del")},
+		{"list", "", "list accounts", op("list")},
+	}}
+}
+
+// cmdUser runs user add|passwd|del|list (and their prosodyctl names).
+func cmdUser(op string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	about := map[string]string{
+		"add":    "Add an account. The password is one line on standard input (asked twice, without echo, on a terminal).",
+		"passwd": "Change an account's password (one line on standard input).",
+		"del":    "Delete an account, its roster and everything it stored; its live sessions end at once.",
+		"list":   "List the accounts.",
+	}[op]
+	argsText, n, what := "[-config FILE] JID", 1, "exactly one JID, for example alice@localhost"
+	if op == "list" {
+		argsText, n = "[-config FILE]", 0
+	}
+	c, path := newCmd("user "+op, argsText, about, stdout)
+	pos, err := c.parse(args)
 	if err != nil {
 		return err
 	}
-	req := control.Request{Op: "user." + sub}
-	switch sub {
-	case "list":
-		if len(rest) != 0 {
-			return usageError{"user list takes no arguments"}
-		}
-	case "add", "passwd", "del":
-		if len(rest) != 1 {
-			return usageError{fmt.Sprintf("user %s needs exactly one JID, for example alice@%s", sub, cfg.Domain)}
-		}
-		req.JID = rest[0]
-		if sub != "del" {
+	if err := c.exactly(pos, n, what); err != nil {
+		return err
+	}
+	cfg, err := c.config(*path)
+	if err != nil {
+		return err
+	}
+	req := control.Request{Op: "user." + op}
+	if n == 1 {
+		req.JID = pos[0]
+		if op != "del" {
 			if req.Password, err = readPassword(stdin, stderr); err != nil {
 				return err
 			}
 		}
-	default:
-		return usageError{fmt.Sprintf("user: unknown subcommand %q", sub)}
 	}
 	resp, via, err := administer(cfg, req)
 	if err != nil {
@@ -412,7 +506,69 @@ func cmdUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	if resp.Message != "" {
 		fmt.Fprintf(stdout, "%s (%s)\n", resp.Message, via)
+	} else {
+		fmt.Fprintf(stderr, "(%d accounts; %s)\n", len(resp.Users), via)
 	}
+	for _, l := range resp.Lines {
+		fmt.Fprintln(stdout, l)
+	}
+	return nil
+}
+
+// live runs a request only a running server answers, through its control
+// socket.
+func live(cfg *server.Config, req control.Request) (control.Response, error) {
+	sock := server.ControlPath(cfg)
+	resp, err := control.Call(sock, req)
+	if err != nil {
+		return resp, fmt.Errorf("the server is not running (nothing answers on %s; is -config right?)", sock)
+	}
+	if resp.Error != "" {
+		return resp, errors.New(resp.Error)
+	}
+	return resp, nil
+}
+
+func cmdSessions(args []string, stdout io.Writer) error {
+	cfg, _, err := simple("sessions", "[-config FILE]", "List the bound sessions of the running server: JID, resource, transport (c2s, websocket,\ndtls), address, since, stream management (sm, sm+resume), presence.", "", 0, args, stdout)
+	if err != nil {
+		return err
+	}
+	resp, err := live(cfg, control.Request{Op: "sessions"})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "JID\tRESOURCE\tTRANSPORT\tADDRESS\tSINCE\tSM\tPRESENCE")
+	for _, l := range resp.Lines {
+		fmt.Fprintln(stdout, l)
+	}
+	fmt.Fprintln(stdout, resp.Message)
+	return nil
+}
+
+func cmdKick(args []string, stdout io.Writer) error {
+	cfg, pos, err := simple("kick", "[-config FILE] JID", "End a user's sessions on the running server: every one for a bare JID, one for a full JID\n(a <policy-violation/> stream error). The account stays; it may log in again.", "the JID, for example alice@localhost or alice@localhost/phone", 1, args, stdout)
+	if err != nil {
+		return err
+	}
+	resp, err := live(cfg, control.Request{Op: "kick", JID: pos[0]})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, resp.Message)
+	return nil
+}
+
+func cmdShutdown(args []string, stdout io.Writer) error {
+	cfg, _, err := simple("shutdown", "[-config FILE]", "Stop the running server (started with roost run or as a service) as SIGTERM would: every\nstream gets <system-shutdown/>, the store is closed cleanly.", "", 0, args, stdout)
+	if err != nil {
+		return err
+	}
+	resp, err := live(cfg, control.Request{Op: "shutdown"})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, resp.Message)
 	return nil
 }
 
@@ -583,18 +739,32 @@ func serviceSpec(cfg *server.Config, configPath, user string) sysservice.Spec {
 }
 
 func cmdService(op string, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("roost "+op, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	path := fs.String("config", sysservice.DefaultConfigPath(), "the service's configuration file")
-	user := fs.String("user", "", "install: run the service as this existing account instead of root")
-	if err := fs.Parse(args); err != nil {
-		return usageError{fmt.Sprintf("%s: %v", op, err)}
+	argsText := "[-config FILE]"
+	if op == "install" {
+		argsText = "[-config FILE] [-user NAME]"
 	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("%s: unexpected argument %q", op, fs.Arg(0))}
+	c, path := newCmd(op, argsText, map[string]string{
+		"install":   "Install Roost as a system service (systemd, Windows SCM) running `roost run -config FILE`;\nwrites a default config to FILE (default " + sysservice.DefaultConfigPath() + ") if there is none.",
+		"uninstall": "Remove the system service; its config and data directory are kept.",
+		"start":     "Start the installed service.",
+		"stop":      "Stop the installed service.",
+		"restart":   "Restart the installed service.",
+	}[op], stdout)
+	var user *string
+	if op == "install" {
+		user = c.fs.String("user", "", "run the service as this existing account instead of root")
+	} else {
+		user = new(string)
 	}
-	if *user != "" && op != "install" {
-		return usageError{"-user is for install"}
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := c.exactly(pos, 0, ""); err != nil {
+		return err
+	}
+	if *path == "" {
+		*path = sysservice.DefaultConfigPath()
 	}
 	abs, err := filepath.Abs(*path)
 	if err != nil {
@@ -666,12 +836,9 @@ func cmdService(op string, args []string, stdout io.Writer) error {
 }
 
 func cmdStatus(args []string, stdout io.Writer) error {
-	cfg, rest, err := parseFlags("status", args)
+	cfg, _, err := simple("status", "[-config FILE]", "Show the service's state and the running server's (version, PID, domain, uptime, sessions,\ndata_dir, uplink or s2s). Exit status 0: running; 3: not running (LSB).", "", 0, args, stdout)
 	if err != nil {
 		return err
-	}
-	if len(rest) > 0 {
-		return usageError{"status takes no arguments"}
 	}
 	if m, err := sysservice.NewManager(serviceSpec(cfg, "", "")); err != nil {
 		fmt.Fprintf(stdout, "service: %v\n", err)
@@ -694,12 +861,9 @@ func cmdStatus(args []string, stdout io.Writer) error {
 }
 
 func cmdBackup(args []string, stdout io.Writer) error {
-	cfg, rest, err := parseFlags("backup", args)
+	cfg, rest, err := simple("backup", "[-config FILE] FILE", "Write a consistent copy of the store to FILE (through the running server when it holds the store).", "the FILE to write, for example /root/roost-backup.db", 1, args, stdout)
 	if err != nil {
 		return err
-	}
-	if len(rest) != 1 {
-		return usageError{"backup needs the FILE to write, for example: roost backup /root/roost-backup.db"}
 	}
 	dst := rest[0]
 	store := server.StorePath(cfg)
@@ -737,12 +901,9 @@ func cmdBackup(args []string, stdout io.Writer) error {
 }
 
 func cmdRestore(args []string, stdout io.Writer) error {
-	cfg, rest, err := parseFlags("restore", args)
+	cfg, rest, err := simple("restore", "[-config FILE] FILE", "Replace the store with a backup (the server must be stopped); the previous store is kept beside it.", "the backup FILE, for example /root/roost-backup.db", 1, args, stdout)
 	if err != nil {
 		return err
-	}
-	if len(rest) != 1 {
-		return usageError{"restore needs the backup FILE, for example: roost restore /root/roost-backup.db"}
 	}
 	sock := server.ControlPath(cfg)
 	if _, err := control.Call(sock, control.Request{Op: "status"}); err == nil {

@@ -40,7 +40,7 @@ func writeConfig(t *testing.T) (string, string) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "c.json")
-	body := fmt.Sprintf(`{"data_dir": %q, "listen": {"https": "", "c2s": "127.0.0.1:0", "c2s_tls": "", "dtls": "", "s2s": ""}}`, filepath.Join(dir, "data"))
+	body := fmt.Sprintf(`{"data_dir": %q, "listen": {"mdns": false, "https": "", "c2s": "127.0.0.1:0", "c2s_tls": "", "dtls": "", "s2s": ""}}`, filepath.Join(dir, "data"))
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func writeConfig(t *testing.T) (string, string) {
 func TestCLINeverCreatesAStore(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "c.json")
-	os.WriteFile(cfg, []byte(`{"data_dir": "data", "listen": {"https": "", "c2s": "127.0.0.1:0", "c2s_tls": "", "dtls": ""}}`), 0o600)
+	os.WriteFile(cfg, []byte(`{"data_dir": "data", "listen": {"mdns": false, "https": "", "c2s": "127.0.0.1:0", "c2s_tls": "", "dtls": ""}}`), 0o600)
 	t.Chdir(t.TempDir())
 	code, out := cli(t, "", "user", "list", "-config", cfg)
 	want := "no store at " + filepath.Join(dir, "data", "roost.db")
@@ -262,7 +262,7 @@ func TestBackupRestore(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "previous store is kept") {
 		t.Fatalf("restore: %d %s", code, out)
 	}
-	if _, out := cli(t, "", "user", "list", "-config", cfgPath); out != "alice@localhost\n" {
+	if _, out := cli(t, "", "user", "list", "-config", cfgPath); !strings.HasPrefix(out, "alice@localhost\n(1 accounts; store ") {
 		t.Fatalf("after restore: %q", out)
 	}
 	kept, _ := filepath.Glob(filepath.Join(cfg.DataDir, "roost.db.before-restore-*"))
@@ -328,7 +328,7 @@ func TestWriteServiceConfig(t *testing.T) {
 func TestSimulateReconnects(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "c.json")
-	body := fmt.Sprintf(`{"data_dir": %q, "listen": {"https": "", "c2s": "127.0.0.1:0", "c2s_tls": "", "dtls": "127.0.0.1:0", "s2s": ""}}`, filepath.Join(dir, "data"))
+	body := fmt.Sprintf(`{"data_dir": %q, "listen": {"mdns": false, "https": "", "c2s": "127.0.0.1:0", "c2s_tls": "", "dtls": "127.0.0.1:0", "s2s": ""}}`, filepath.Join(dir, "data"))
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -414,4 +414,72 @@ func TestSimulateReconnects(t *testing.T) {
 		t.Fatal("the simulator did not stop when interrupted")
 	}
 	t.Logf("simulator:\n%s", simLogs.String())
+}
+
+// TestCLITeaches (issue 17): -h on every command prints its own usage and
+// flags, flags go before or after the arguments, a usage error is one line
+// and the command's usage, prosodyctl's names work, and check-config
+// makes the checks run makes.
+func TestCLITeaches(t *testing.T) {
+	dir, cfg := writeConfig(t)
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		code  int
+		wants []string
+	}{
+		{"user -h", []string{"user", "-h"}, 0, []string{"usage: roost user SUBCOMMAND", "add", "passwd", "del", "list"}},
+		{"user add -h", []string{"user", "add", "-h"}, 0, []string{"usage: roost user add [-config FILE] JID", "-config"}},
+		{"run -h", []string{"run", "-h"}, 0, []string{"usage: roost run", "SIGHUP", "-config"}},
+		{"device -h lists simulate", []string{"device", "-h"}, 0, []string{"simulate", "set", "rekey"}},
+		{"device simulate -h", []string{"device", "simulate", "-h"}, 0, []string{"-psk", "-every", "-server"}},
+		{"kick -h", []string{"kick", "-h"}, 0, []string{"usage: roost kick"}},
+		{"missing JID: one line and the usage", []string{"user", "add", "-config", cfg}, 2, []string{"roost user add: needs exactly one JID", "usage: roost user add [-config FILE] JID"}},
+		{"unknown subcommand", []string{"user", "frob"}, 2, []string{`unknown subcommand "frob"`, "add, passwd, del, list"}},
+		{"unknown flag", []string{"device", "add", "-colour", "red", "x"}, 2, []string{"device add: flag provided but not defined: -colour", "usage: roost device add"}},
+		{"flags after the JID", []string{"adduser", "carol", "-config", cfg}, 0, []string{"added carol@localhost"}},
+		{"passwd alias", []string{"passwd", "carol@localhost", "-config", cfg}, 0, []string{"changed the password of carol@localhost"}},
+		{"deluser alias", []string{"deluser", "-config", cfg, "carol"}, 0, []string{"deleted carol@localhost"}},
+		{"check-config prints the effective config", []string{"check-config", "-config", cfg}, 0, []string{"config OK", filepath.Join(dir, "data"), `"stanza_bytes": 262144`}},
+		{"status not running", []string{"status", "-config", cfg}, 3, []string{"server: not running"}},
+		{"sessions not running", []string{"sessions", "-config", cfg}, 1, []string{"the server is not running"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := cli(t, "pw\n", tc.args...)
+			for _, w := range tc.wants {
+				if !strings.Contains(out, w) {
+					t.Fatalf("exit %d, output:\n%s\nwant %q in it", code, out, w)
+				}
+			}
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d; output:\n%s", code, tc.code, out)
+			}
+			if code == 2 && strings.Count(out, "\n") > 4 {
+				t.Fatalf("a usage error printed %d lines (the whole list?):\n%s", strings.Count(out, "\n"), out)
+			}
+		})
+	}
+	// check-config refuses what run would refuse, naming the key.
+	for _, tc := range []struct{ name, body, want string }{
+		{"missing certificate files", `{"tls": {"cert": "nope.pem", "key": "nope.key"}}`, `"tls.cert"`},
+		{"owner not a JID", `{"devices": {"owners": ["not a jid!!"]}}`, `"devices.owners"`},
+		{"duplicate key", `{"domain": "a", "domain": "b"}`, `key "domain" is given twice`},
+		{"bad nested duration", `{"limits": {"auth_timeout": "soon"}}`, `key "limits.auth_timeout"`},
+		{"data_dir under a file", `{"data_dir": "c2.json/sub"}`, `"data_dir"`},
+	} {
+		t.Run("check-config "+tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, "c2.json")
+			os.WriteFile(p, []byte(tc.body), 0o600)
+			code, out := cli(t, "", "check-config", "-config", p)
+			if code != 1 || !strings.Contains(out, tc.want) || strings.Contains(out, "config OK") {
+				t.Fatalf("exit %d: %s (want 1 and %s)", code, out, tc.want)
+			}
+		})
+	}
+	// Secrets are masked.
+	p := filepath.Join(dir, "c3.json")
+	os.WriteFile(p, []byte(fmt.Sprintf(`{"data_dir": %q, "components": {"zigbee.localhost": "hunter2"}}`, filepath.Join(dir, "data"))), 0o600)
+	if code, out := cli(t, "", "check-config", "-config", p); code != 0 || strings.Contains(out, "hunter2") || !strings.Contains(out, `"zigbee.localhost": "********"`) {
+		t.Fatalf("check-config with a component secret: %d %s", code, out)
+	}
 }

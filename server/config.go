@@ -68,6 +68,11 @@ type ListenConfig struct {
 	// Component accepts external components (XEP-0114 accept side) for
 	// the domains in "components"; empty: off.
 	Component string `json:"component"`
+	// MDNS advertises the gateway on the local link with mDNS/DNS-SD
+	// (RFC 6762/6763): the client, s2s and device ports, the domain and the
+	// certificate's fingerprint. Turn it off where there is no multicast
+	// (most containers).
+	MDNS bool `json:"mdns"`
 }
 
 // PEPConfig tunes personal eventing (XEP-0163) over pubsub (XEP-0060) and

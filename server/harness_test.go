@@ -56,6 +56,7 @@ func testConfig(t testing.TB, mod func(*server.Config)) *server.Config {
 	cfg.Listen.C2STLS = "127.0.0.1:0"
 	cfg.Listen.DTLS = "" // tests that want a listener beyond c2s set its address to 127.0.0.1:0
 	cfg.Listen.HTTPS = ""
+	cfg.Listen.MDNS = false
 	if mod != nil {
 		mod(cfg)
 	}

@@ -29,6 +29,7 @@ import (
 	"roost/server/carbons"
 	"roost/server/control"
 	"roost/server/im"
+	"roost/server/mdns"
 	"roost/server/ratelimit"
 	"roost/server/route"
 	"roost/server/router"
@@ -74,6 +75,7 @@ type Server struct {
 	s2s        *s2s.Service       // nil unless listen.s2s is set
 	stopUplink context.CancelFunc
 	web        *webFace // nil unless listen.https or listen.http is set
+	mdns       *mdns.Advertiser // nil unless listen.mdns is on and advertising works
 
 	churn    atomic.Int64  // connections opened plus closed, for trimMemory
 	stopTrim chan struct{} // closed by Shutdown

@@ -126,11 +126,16 @@ func TestSeedExample(t *testing.T) {
 	// here as a service), overlay a config with free ports and no device
 	// listener, which exercises -config on the way.
 	args := []string{"run"}
-	var cfgArgs []string
+	// mDNS stays off: a test multicasts only inside a network namespace
+	// it made (tests/mdns), never on the host's LAN.
+	if err := os.WriteFile(filepath.Join(dir, "test.json"), []byte(`{"listen": {"mdns": false}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgArgs := []string{"-config", "test.json"}
 	port := 5222
 	if !portFree("tcp", ":5222") || !portFree("tcp", ":5223") || !portFree("udp", ":5684") {
 		port = testutil.FreePort(t)
-		cfg := fmt.Sprintf(`{"listen": {"https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "127.0.0.1:%d", "dtls": "", "s2s": ""}}`, port, testutil.FreePort(t))
+		cfg := fmt.Sprintf(`{"listen": {"mdns": false, "https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "127.0.0.1:%d", "dtls": "", "s2s": ""}}`, port, testutil.FreePort(t))
 		if err := os.WriteFile(filepath.Join(dir, "test.json"), []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -196,7 +201,7 @@ func TestGoSendxmpp(t *testing.T) {
 	bin := buildRoost(t)
 	dir := t.TempDir()
 	port, direct := testutil.FreePort(t), testutil.FreePort(t)
-	cfg := fmt.Sprintf(`{"listen": {"https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "127.0.0.1:%d", "dtls": "", "s2s": ""}}`, port, direct)
+	cfg := fmt.Sprintf(`{"listen": {"mdns": false, "https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "127.0.0.1:%d", "dtls": "", "s2s": ""}}`, port, direct)
 	os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600)
 	if out, err := roost(t, bin, dir, "", "init", "-config", "c.json"); err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
@@ -272,7 +277,7 @@ type fixture struct {
 func newFixture(t *testing.T, users ...string) *fixture {
 	t.Helper()
 	f := &fixture{bin: buildRoost(t), dir: t.TempDir(), port: testutil.FreePort(t)}
-	cfg := fmt.Sprintf(`{"listen": {"https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": "", "s2s": ""}}`, f.port)
+	cfg := fmt.Sprintf(`{"listen": {"mdns": false, "https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": "", "s2s": ""}}`, f.port)
 	os.WriteFile(filepath.Join(f.dir, "c.json"), []byte(cfg), 0o600)
 	if out, err := roost(t, f.bin, f.dir, "", "init", "-config", "c.json"); err != nil {
 		t.Fatalf("init: %v\n%s", err, out)

@@ -20,7 +20,7 @@ func TestAdminCommandsSlixmpp(t *testing.T) {
 	bin := buildRoost(t)
 	dir := t.TempDir()
 	port := testutil.FreePort(t)
-	cfg := fmt.Sprintf(`{"admins": ["admin@localhost"], "listen": {"https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": "", "s2s": ""}}`, port)
+	cfg := fmt.Sprintf(`{"admins": ["admin@localhost"], "listen": {"mdns": false, "https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": "", "s2s": ""}}`, port)
 	if err := os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

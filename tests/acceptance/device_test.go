@@ -37,7 +37,7 @@ func newDeviceFixture(t *testing.T, device string) *deviceFixture {
 	t.Helper()
 	f := &fixture{bin: buildRoost(t), dir: t.TempDir(), port: testutil.FreePort(t)}
 	d := &deviceFixture{fixture: f, dtls: freeUDPPort(t)}
-	cfg := fmt.Sprintf(`{"log_level": "debug", "listen": {"https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": "127.0.0.1:%d"},
+	cfg := fmt.Sprintf(`{"log_level": "debug", "listen": {"mdns": false, "https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": "127.0.0.1:%d"},
 		"devices": {"idle_timeout": "3s"}}`, f.port, d.dtls)
 	os.WriteFile(filepath.Join(f.dir, "c.json"), []byte(cfg), 0o600)
 	if out, err := roost(t, f.bin, f.dir, "", "init", "-config", "c.json"); err != nil {

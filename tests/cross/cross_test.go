@@ -47,7 +47,7 @@ func TestARMBuildsUnderQEMU(t *testing.T) {
 				t.Fatalf("version under emulation: %v %s", err, out)
 			}
 			port := testutil.FreePort(t)
-			cfg := fmt.Sprintf(`{"data_dir": "data", "listen": {"https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": ""}}`, port)
+			cfg := fmt.Sprintf(`{"data_dir": "data", "listen": {"mdns": false, "https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": ""}}`, port)
 			os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600)
 			if out, err := run("", "init", "-config", "c.json").CombinedOutput(); err != nil {
 				t.Fatalf("init: %v %s", err, out)

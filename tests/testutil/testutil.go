@@ -106,5 +106,6 @@ func Config(t testing.TB) *server.Config {
 	}
 	cfg.DataDir = t.TempDir()
 	cfg.Listen.C2S, cfg.Listen.C2STLS, cfg.Listen.DTLS, cfg.Listen.S2S, cfg.Listen.HTTPS = "127.0.0.1:0", "", "", "", ""
+	cfg.Listen.MDNS = false // tests that advertise turn it on in their own network namespace
 	return cfg
 }

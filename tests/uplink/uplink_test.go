@@ -66,7 +66,7 @@ func testUplink(t *testing.T, bin string, up upstream) {
 	dir := t.TempDir()
 	domain := "gw." + up.domain
 	port := testutil.FreePort(t)
-	cfg := fmt.Sprintf(`{"domain": %q, "data_dir": "data", "listen": {"https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": ""},
+	cfg := fmt.Sprintf(`{"domain": %q, "data_dir": "data", "listen": {"mdns": false, "https": "", "c2s": "127.0.0.1:%d", "c2s_tls": "", "dtls": ""},
 		"uplink": {"component": {"address": "127.0.0.1:%d", "secret": "gwsecret", "queue_messages": 100}}}`, domain, port, up.comp)
 	os.WriteFile(filepath.Join(dir, "c.json"), []byte(cfg), 0o600)
 	roost := func(stdin string, args ...string) string {
