@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/xml"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -342,6 +343,10 @@ func TestWrongKeyAndFlood(t *testing.T) {
 			t.Fatal("a wrong key completed the handshake")
 		}
 	}
+	// The log names the device and says why (issue 17).
+	if n := r.logs.count("wrong key"); n < 3 || r.logs.count("device=sensor@localhost/device") < 3 {
+		t.Fatalf("wrong-key failures logged %d times with the device named %d times:\n%s", n, r.logs.count("device=sensor@localhost/device"), r.logs.String())
+	}
 	if _, _, err := r.device(t, r.psk); err == nil {
 		t.Fatal("after 3 failures this address should be refused for a minute")
 	}
@@ -467,5 +472,35 @@ func TestForgedHellosDoNotLockOut(t *testing.T) {
 	}
 	if _, _, err := r.device(t, r.psk); err != nil {
 		t.Fatalf("the device's own handshake after forged ClientHellos: %v", err)
+	}
+}
+
+// TestUnknownDeviceNamed: a handshake with an identity the registry does
+// not hold is refused at once (pion's fatal alert, not a timeout), and
+// the log names the identity and what to do (issue 17).
+func TestUnknownDeviceNamed(t *testing.T) {
+	r := start(t)
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dtls.Client(udp, r.dev, &dtls.Config{
+		PSK:             func([]byte) ([]byte, error) { return r.psk, nil },
+		PSKIdentityHint: []byte("ghost@localhost/device"),
+		CipherSuites:    []dtls.CipherSuiteID{dtls.TLS_PSK_WITH_AES_128_CCM_8},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err == nil {
+		t.Fatal("an unknown identity completed the handshake")
+	} else if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("an unknown identity timed out instead of being refused: %v", err)
+	}
+	if r.logs.count("unknown device") < 1 || r.logs.count("identity=ghost@localhost/device") < 1 {
+		t.Fatalf("log:\n%s", r.logs.String())
 	}
 }

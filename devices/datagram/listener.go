@@ -118,6 +118,15 @@ func Listen(cfg Config, store *storage.Store, rt *router.Router, host session.Ho
 		dtls.WithPSK(func(identity []byte) ([]byte, error) {
 			d, _, err := devices.Lookup(store, cfg.Domain, string(identity))
 			if err != nil {
+				// pion ends such a handshake with a fatal alert
+				// (internal_error); the operator learns here which
+				// identity it was (issue 17).
+				if errors.Is(err, devices.ErrUnknown) {
+					l.log.Warn("dtls: unknown device: its PSK identity is not in the registry (add it with `roost device add NAME`, or fix the identity the device sends: name@domain/resource)",
+						"identity", string(identity))
+				} else {
+					l.log.Warn("dtls: device identity refused", "identity", string(identity), "err", err)
+				}
 				return nil, err
 			}
 			return d.PSK, nil
@@ -204,11 +213,20 @@ func (l *Listener) serve(c *dtls.Conn) {
 		// which ConnectionState needs, only after the cookie matched
 		// (flight2 in pion/dtls v3). ClientHellos sent from a forged
 		// source never get that far, so they cannot lock a device out.
-		_, proven := c.ConnectionState()
+		state, proven := c.ConnectionState()
 		if proven {
 			l.fail.Add(ratelimit.HostOf(remote))
 		}
-		l.log.Info("dtls: device handshake failed", "remote", remote.String(), "address_proven", proven, "err", err)
+		if proven && len(state.IdentityHint) > 0 {
+			// The identity was known and a key derived from it, yet the
+			// device's Finished never decrypted: its key is not ours. DTLS
+			// drops such records silently (RFC 6347 §4.1.2.7), so the
+			// device sees only a timeout; this line names it.
+			l.log.Warn("dtls: device handshake failed: wrong key (the device's PSK is not the one `roost device add` or `rekey` printed for it)",
+				"device", string(state.IdentityHint), "remote", remote.String(), "err", err)
+		} else {
+			l.log.Info("dtls: device handshake failed", "remote", remote.String(), "address_proven", proven, "err", err)
+		}
 		c.Close()
 		return
 	}
