@@ -16,16 +16,25 @@ type recorder struct {
 	mu      sync.Mutex
 	got     []string
 	bounced []stanza.Condition
+	texts   []string
+	bounce  chan struct{} // one value per bounce, when not full
 	arrived chan string
 }
 
-func newRecorder() *recorder { return &recorder{arrived: make(chan string, 16)} }
+func newRecorder() *recorder {
+	return &recorder{arrived: make(chan string, 16), bounce: make(chan struct{}, 64)}
+}
 
 func (r *recorder) FromRemote(st *stanza.Stanza) { r.arrived <- string(st.Tok.Raw) }
 func (r *recorder) Undeliverable(b []byte, cond stanza.Condition, text string) {
 	r.mu.Lock()
 	r.bounced = append(r.bounced, cond)
+	r.texts = append(r.texts, text)
 	r.mu.Unlock()
+	select {
+	case r.bounce <- struct{}{}:
+	default:
+	}
 }
 func (r *recorder) bounces() []stanza.Condition {
 	r.mu.Lock()
@@ -263,4 +272,30 @@ func dialPeer(t *testing.T, addr string) *peerConn {
 	}
 	t.Cleanup(func() { nc.Close() })
 	return &peerConn{nc: nc, scan: xmlscan.New(nc, xmlscan.Limits{})}
+}
+
+// TestUnreachableTextHasNoAddresses (issue 17): the error a sender gets
+// for a domain that cannot be reached says so without the addresses of
+// the gateway's network (peer, resolver) that the dial error names.
+func TestUnreachableTextHasNoAddresses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close() // nothing listens there now: the dial is refused
+	rec := newRecorder()
+	s := newService(t, Config{Domain: "a.test", Secret: []byte("s"), Routes: map[string]string{"gone.test": dead}}, rec)
+	s.Send("gone.test", []byte("<message from='u@a.test/r' to='x@gone.test' id='1'><body>hi</body></message>"))
+	select {
+	case <-rec.bounce:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no bounce within 10 s")
+	}
+	rec.mu.Lock()
+	text := rec.texts[0]
+	rec.mu.Unlock()
+	if strings.Contains(text, "127.0.0.1") || !strings.Contains(text, "gone.test") {
+		t.Fatalf("bounce text %q: want the domain and no address", text)
+	}
 }

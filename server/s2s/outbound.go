@@ -90,12 +90,15 @@ func (o *outbound) connect() {
 		o.state = "failed: " + err.Error()
 		o.mu.Unlock()
 		o.svc.log.Warn("s2s: cannot reach", "domain", o.domain, "err", err)
-		cond := stanza.RemoteServerTimeout
+		// The sender learns that the domain could not be reached, not
+		// how we tried: the error names resolver and peer addresses of
+		// the gateway's network (issue 17); the log above has them.
+		cond, text := stanza.RemoteServerTimeout, "could not connect to the server of "+o.domain
 		if errors.Is(err, errNotFound) {
-			cond = stanza.RemoteServerNotFound
+			cond, text = stanza.RemoteServerNotFound, "found no server for "+o.domain
 		}
 		for _, b := range q {
-			o.svc.undeliverable(b, cond, err.Error())
+			o.svc.undeliverable(b, cond, text)
 		}
 		o.svc.drop(o, o.unused)
 		return
