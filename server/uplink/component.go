@@ -73,14 +73,18 @@ type Link struct {
 	log *slog.Logger
 	in  Inbound
 
-	mu      sync.Mutex
-	q       *outq.Queue  // the up link's writer; nil while down
-	unsent  *outq.Unsent // what q was given and has not written
-	queue   [][]byte     // messages held while down, in order
-	queued  int          // bytes in queue
-	state   string
-	since   time.Time
-	lastErr string
+	mu     sync.Mutex
+	q      *outq.Queue  // the up link's writer; nil while down
+	unsent *outq.Unsent // what q was given and has not written
+	queue  [][]byte     // messages held while down, in order
+	queued int          // bytes in queue
+	state  string
+	since  time.Time // when state last changed
+	// downSince is when the link was last lost (or first tried): the
+	// retries in between do not reset it, so "down for" is the outage's
+	// real length (issue 17). Zero while up.
+	downSince time.Time
+	lastErr   string
 }
 
 // New prepares a link; Run connects it.
@@ -109,7 +113,16 @@ func (l *Link) Domain() string { return l.cfg.Domain }
 func (l *Link) Status() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	s := fmt.Sprintf("uplink %s as %s: %s for %s", l.cfg.Address, l.cfg.Domain, l.state, time.Since(l.since).Round(time.Second))
+	var s string
+	if l.state == "up" {
+		s = fmt.Sprintf("uplink %s as %s: up since %s (%s)", l.cfg.Address, l.cfg.Domain, l.since.Format(time.RFC3339), time.Since(l.since).Round(time.Second))
+	} else {
+		down := l.downSince
+		if down.IsZero() {
+			down = l.since
+		}
+		s = fmt.Sprintf("uplink %s as %s: down since %s (%s), %s", l.cfg.Address, l.cfg.Domain, down.Format(time.RFC3339), time.Since(down).Round(time.Second), l.state)
+	}
 	if len(l.queue) > 0 {
 		s += fmt.Sprintf(", %d messages queued", len(l.queue))
 	}
@@ -130,6 +143,9 @@ func (l *Link) Up() bool {
 func (l *Link) setState(state, errText string) {
 	l.mu.Lock()
 	l.state, l.since = state, time.Now()
+	if l.downSince.IsZero() {
+		l.downSince = l.since
+	}
 	if errText != "" {
 		l.lastErr = errText
 	}
@@ -257,7 +273,7 @@ func (l *Link) session(ctx context.Context) error {
 		unsent.Push(q, b)
 	}
 	l.queue, l.queued = nil, 0
-	l.state, l.since = "up", time.Now()
+	l.state, l.since, l.downSince = "up", time.Now(), time.Time{}
 	l.mu.Unlock()
 	l.log.Info("uplink: up", "address", l.cfg.Address, "domain", l.cfg.Domain, "sent_from_queue", queued)
 	defer func() {

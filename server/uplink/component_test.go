@@ -150,6 +150,12 @@ func TestWrongSecretBacksOff(t *testing.T) {
 	if s := l.Status(); strings.Contains(s, ": up") || !strings.Contains(s, "not-authorized") {
 		t.Fatalf("status: %s", s)
 	}
+	// "down since" is the first attempt's time, not the last retry's
+	// (issue 17): four attempts later it has not moved.
+	first := at[0].Truncate(time.Second)
+	if s := l.Status(); !strings.Contains(s, "down since "+first.Format(time.RFC3339)) && !strings.Contains(s, "down since "+first.Add(-time.Second).Format(time.RFC3339)) {
+		t.Fatalf("status %q: want down since %s, the first attempt", s, first.Format(time.RFC3339))
+	}
 }
 
 // While down, iqs fail, messages queue (bounded) and go out in order on
