@@ -155,7 +155,7 @@ func (s *Server) deviceLive(bare string) string {
 	seen := "never"
 	if s.devices != nil {
 		for _, d := range s.devices.Status() {
-			if d.JID == bare && !d.LastSeen.IsZero() {
+			if (d.JID == bare || strings.HasPrefix(d.JID, bare+"/")) && !d.LastSeen.IsZero() { // status is by full JID
 				seen = d.LastSeen.UTC().Format(time.RFC3339)
 			}
 		}
