@@ -74,7 +74,7 @@ type Server struct {
 	uplink     *uplink.Link       // nil unless uplink.component is configured
 	s2s        *s2s.Service       // nil unless listen.s2s is set
 	stopUplink context.CancelFunc
-	web        *webFace // nil unless listen.https or listen.http is set
+	web        *webFace         // nil unless listen.https or listen.http is set
 	mdns       *mdns.Advertiser // nil unless listen.mdns is on and advertising works
 
 	churn    atomic.Int64  // connections opened plus closed, for trimMemory
