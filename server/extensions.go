@@ -29,3 +29,7 @@ func (s *Server) wireExtensions() {
 	r.VCard = &vcard.Service{Domain: cfg.Domain, Store: s.store, MaxBytes: cfg.Limits.VCardBytes}
 	r.Last = &lastactivity.Service{Domain: cfg.Domain, Store: s.store, Router: s.router}
 }
+
+// Caps is the server's entity-capabilities cache (XEP-0115), for tests
+// that check what it learned.
+func (s *Server) Caps() *caps.Cache { return s.route.Caps }

@@ -123,7 +123,7 @@ func (s *Service) ownPubsub(sess session.Peer, st *stanza.Stanza) {
 // serverIQ dispatches an iq for the server itself.
 func (s *Service) serverIQ(sess session.Peer, st *stanza.Stanza) {
 	if t := string(st.Type); t == "result" || t == "error" {
-		s.Caps.Result(st) // a caps query's answer (XEP-0115 §5.4); else a roster push's: nothing to do
+		s.Caps.ResultFrom(sess.JID(), st) // a caps query's answer (XEP-0115 §5.4); else a roster push's: nothing to do
 		return
 	}
 	h := iqHandlers[string(st.Tok.ChildSpace)]
@@ -269,20 +269,13 @@ func (s *Service) roster(sess session.Peer, st *stanza.Stanza) {
 
 // accountDisco answers XEP-0030 queries to a user's bare JID on the
 // account's behalf: to the user and to contacts subscribed to the user's
-// presence; anyone else learns nothing (service-unavailable, as for a
-// JID that does not exist).
+// presence, and, for an account with open PEP nodes (XEP-0060 §4.5), to
+// anyone about those nodes; anyone else learns nothing
+// (service-unavailable, as for a JID that does not exist).
 func (s *Service) accountDisco(sess session.Peer, st *stanza.Stanza, bare []byte, own bool) {
 	if string(st.Type) != "get" {
 		s.bounce(sess, st, stanza.BadRequest, "")
 		return
-	}
-	if !own {
-		local, _, _, _ := jid.Split(bare)
-		it, found, err := s.Store.RosterItem(string(local), sess.JID().Bare().String())
-		if err != nil || !found || (it.Subscription != "from" && it.Subscription != "both") {
-			s.bounce(sess, st, stanza.ServiceUnavailable, "")
-			return
-		}
 	}
 	var q struct {
 		Query discoQuery `xml:"query"`
@@ -297,6 +290,15 @@ func (s *Service) accountDisco(sess session.Peer, st *stanza.Stanza, bare []byte
 		return
 	}
 	asker := sess.JID()
+	if !own {
+		local, _, _, _ := jid.Split(bare)
+		it, found, err := s.Store.RosterItem(string(local), asker.Bare().String())
+		contact := err == nil && found && (it.Subscription == "from" || it.Subscription == "both")
+		if !contact && (s.PEP == nil || !s.PEP.MayDisco(asker, owner, q.Query.Node)) {
+			s.bounce(sess, st, stanza.ServiceUnavailable, "")
+			return
+		}
+	}
 	if string(st.Tok.ChildSpace) == nsDiscoItems {
 		if q.Query.Node != "" {
 			s.bounce(sess, st, stanza.ItemNotFound, "no such node")
