@@ -45,8 +45,7 @@ func (s *Server) startFederation(tlsCfg *tls.Config) error {
 		MaxInbound: s.cfg.S2S.MaxInbound, MaxOutbound: s.cfg.S2S.MaxOutbound,
 		IdleTimeout: s.cfg.S2S.IdleTimeout.D(), QueueBytes: s.cfg.S2S.QueueBytes,
 	}, s.route, s.log)
-	s.route.Remote = s2sOut{s.s2s}
-	s.im.Remote = s.route.SendRemote
+	s.setRemote(s2sOut{s.s2s})
 	s.log.Info("listening", "addr", ln.Addr().String(), "s2s", true)
 	go s.s2s.Serve(ln)
 	return nil
@@ -62,8 +61,7 @@ func (s *Server) startUplink() {
 		Address: u.Address, Domain: s.cfg.Domain, Secret: u.Secret, QueueMessages: u.QueueMessages, QueueBytes: u.QueueBytes,
 		Limits: xmlscan.Limits{MaxElementBytes: s.cfg.Limits.StanzaBytes, MaxDepth: s.cfg.Limits.MaxDepth, Budget: s.env.Limits.Budget},
 	}, s.route, s.log)
-	s.route.Remote = uplinkOut{s.uplink}
-	s.im.Remote = s.route.SendRemote
+	s.setRemote(uplinkOut{s.uplink})
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopUplink = cancel
 	s.wg.Add(1)
@@ -74,11 +72,11 @@ func (s *Server) startUplink() {
 func (s *Server) RemoteStatus() []string {
 	switch {
 	case s.uplink != nil:
-		return []string{s.uplink.Status()}
+		return append([]string{s.uplink.Status()}, s.ComponentStatus()...)
 	case s.s2s != nil:
-		return append([]string{"s2s listening on " + s.cfg.Listen.S2S}, s.s2s.Status()...)
+		return append(append([]string{"s2s listening on " + s.cfg.Listen.S2S}, s.s2s.Status()...), s.ComponentStatus()...)
 	}
-	return nil
+	return s.ComponentStatus()
 }
 
 // s2sOut is the way out over s2s federation (route.Remote): a stanza

@@ -27,6 +27,7 @@ import (
 	"roost/server/adhoc"
 	"roost/server/c2s"
 	"roost/server/carbons"
+	"roost/server/component"
 	"roost/server/control"
 	"roost/server/im"
 	"roost/server/mdns"
@@ -76,6 +77,10 @@ type Server struct {
 	stopUplink context.CancelFunc
 	web        *webFace         // nil unless listen.https or listen.http is set
 	mdns       *mdns.Advertiser // nil unless listen.mdns is on and advertising works
+
+	components  *component.Service // nil unless listen.component is set
+	componentLn net.Listener
+	compOut     *componentOut // route.Remote when there are components
 
 	churn    atomic.Int64  // connections opened plus closed, for trimMemory
 	stopTrim chan struct{} // closed by Shutdown
@@ -192,13 +197,14 @@ func (s *Server) Start() (err error) {
 	if err := s.startDevices(); err != nil {
 		return err
 	}
+	if err := s.prepareComponents(); err != nil {
+		return err
+	}
 	if err := s.startFederation(tlsCfg); err != nil {
 		return err
 	}
 	s.startUplink()
-	if err := s.startComponents(); err != nil {
-		return err
-	}
+	s.startComponents()
 	if err := s.startControl(); err != nil {
 		return err
 	}
@@ -213,7 +219,16 @@ func (s *Server) Start() (err error) {
 		s.wg.Add(1)
 		go s.accept(l.ln, l.direct)
 	}
-	return s.startWeb()
+	if err := s.startWeb(); err != nil {
+		return err
+	}
+	// Last, once every port is bound: the advertisement names them. A
+	// host without multicast (a container) still serves; it just is not
+	// found by name.
+	if err := s.startMDNS(); err != nil {
+		s.log.Warn("mdns: not advertising the gateway on the LAN", "err", err)
+	}
+	return nil
 }
 
 // Addrs returns the listeners' addresses: c2s first, then direct TLS
@@ -312,6 +327,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
+	s.stopMDNS() // nobody is sent to a server that is going away
 	for _, l := range s.listeners {
 		l.Close()
 	}
@@ -321,6 +337,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.stopUplink != nil {
 		s.stopUplink()
 	}
+	s.stopComponents() // XEP-0114 sessions end with system-shutdown while the store is open
 	if s.stopTrim != nil {
 		close(s.stopTrim)
 		s.stopTrim = nil
