@@ -16,6 +16,8 @@ test_deps() {
   local missing=()
   /usr/bin/python3 -c 'import slixmpp' 2>/dev/null || missing+=(python3-slixmpp)
   /usr/bin/python3 -c 'import aioxmpp' 2>/dev/null || missing+=(python3-aioxmpp)
+  /usr/bin/python3 -c 'import zeroconf' 2>/dev/null || missing+=(python3-zeroconf) # tests/mdns: an independent DNS-SD browser
+  command -v unshare >/dev/null || missing+=(util-linux)
   command -v go-sendxmpp >/dev/null || missing+=(go-sendxmpp)
   command -v openssl >/dev/null || missing+=(openssl)
   command -v qemu-aarch64 >/dev/null && command -v qemu-arm >/dev/null || missing+=(qemu-user)

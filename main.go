@@ -33,6 +33,7 @@ import (
 
 	"roost/bench"
 	"roost/devices"
+	"roost/devices/discover"
 	"roost/devices/simulator"
 	"roost/server"
 	"roost/server/admin"
@@ -403,7 +404,7 @@ func deviceGroup(stdout io.Writer) group {
 			c, path := newCmd("device simulate", "[-config FILE] -psk HEX [-every 5s] [-server HOST:PORT] NAME", "Run a virtual sensor over DTLS: it reports a reading, answers the XEP-0050 commands \"read\"\nand \"set\", and like a real device connects again whenever the gateway goes away (after 1 s,\ndoubling to 30 s, with jitter) until interrupted.", stdout)
 			pskHex := c.fs.String("psk", "", "the device's PSK in hex, as device add printed it")
 			every := c.fs.Duration("every", 5*time.Second, "how often to report a reading")
-			target := c.fs.String("server", "", "the gateway's DTLS address (default: listen.dtls, on 127.0.0.1)")
+			target := c.fs.String("server", "", "the gateway's DTLS address (default: with -config, its listen.dtls on 127.0.0.1; without, the gateway found on the LAN by mDNS)")
 			pos, err := c.parse(args)
 			if err != nil {
 				return err
@@ -418,7 +419,7 @@ func deviceGroup(stdout io.Writer) group {
 			if err != nil {
 				return err
 			}
-			return simulate(cfg, pos[0], *pskHex, *target, *every)
+			return simulate(cfg, pos[0], *pskHex, *target, *every, *path == "")
 		}},
 	}}
 }
@@ -609,10 +610,23 @@ func readPassword(stdin io.Reader, stderr io.Writer) (string, error) {
 
 // simulate runs a virtual sensor until interrupted, connecting again
 // whenever the association is lost (runSimulator).
-func simulate(cfg *server.Config, name, pskHex, target string, every time.Duration) error {
+func simulate(cfg *server.Config, name, pskHex, target string, every time.Duration, find bool) error {
 	psk, err := hex.DecodeString(pskHex)
 	if err != nil || len(psk) == 0 {
 		return fmt.Errorf("-psk: want the hex key device add printed: %v", err)
+	}
+	if target == "" && find {
+		// No address and no config: a device elsewhere on the LAN finds
+		// the gateway as a real one would (DNS-SD, devices/discover), and
+		// takes its domain from the TXT record.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		addr, domain, fp, err := discover.Find(ctx, discover.Device)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("no -server given and %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "found the gateway %s (%s) on the LAN; its certificate is %s\n", addr, domain, fp)
+		target, cfg.Domain = addr, domain
 	}
 	if target == "" {
 		if cfg.Listen.DTLS == "" {

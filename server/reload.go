@@ -46,6 +46,9 @@ func (s *Server) Reload(next *Config) (applied, restart []string, err error) {
 		applied = append(applied, "tls certificate")
 	}
 	s.cert.Set(cert)
+	if err := s.reloadMDNS(); err != nil { // the TXT fingerprint follows the certificate
+		s.log.Warn("mdns: re-advertising with the new certificate failed", "err", err)
+	}
 
 	env := *s.env // the Budget, router, handler and limiter stay the same objects
 	l := next.Limits

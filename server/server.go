@@ -30,7 +30,6 @@ import (
 	"roost/server/component"
 	"roost/server/control"
 	"roost/server/im"
-	"roost/server/mdns"
 	"roost/server/ratelimit"
 	"roost/server/route"
 	"roost/server/router"
@@ -75,8 +74,7 @@ type Server struct {
 	uplink     *uplink.Link       // nil unless uplink.component is configured
 	s2s        *s2s.Service       // nil unless listen.s2s is set
 	stopUplink context.CancelFunc
-	web        *webFace         // nil unless listen.https or listen.http is set
-	mdns       *mdns.Advertiser // nil unless listen.mdns is on and advertising works
+	web        *webFace // nil unless listen.https or listen.http is set
 
 	components  *component.Service // nil unless listen.component is set
 	componentLn net.Listener
