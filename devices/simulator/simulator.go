@@ -14,6 +14,7 @@ import (
 	"math/rand"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,8 +48,10 @@ type Sensor struct {
 	temp float64 // the reading
 	set  float64 // the setpoint, changed by the "set" command
 
-	reported atomic.Int64 // readings sent
-	commands atomic.Int64 // read and set commands executed
+	reported  atomic.Int64 // readings sent
+	commands  atomic.Int64 // read and set commands executed
+	published atomic.Int64 // publishes the gateway confirmed
+	pubFailed atomic.Bool  // the last publish was refused (logged once)
 }
 
 // Dial performs the DTLS handshake with the gateway.
@@ -98,12 +101,17 @@ func (s *Sensor) Reported() int64 { return s.reported.Load() }
 // Commands is the number of read and set commands executed.
 func (s *Sensor) Commands() int64 { return s.commands.Load() }
 
+// Published is the number of readings the gateway confirmed stored in
+// the device's PEP node (iq results to the publishes).
+func (s *Sensor) Published() int64 { return s.published.Load() }
+
 // Unacked is the number of stanzas the gateway has not acknowledged.
 func (s *Sensor) Unacked() int { return s.link.Unacked() }
 
-// Run announces the device, reports a reading every o.Every as its
-// presence status, and answers commands until ctx ends. It returns
-// ErrGone when the gateway stopped acknowledging (connect again).
+// Run announces the device, reports a reading every o.Every (as its
+// presence status and as a PEP item, see report), and answers commands
+// until ctx ends. It returns ErrGone when the gateway stopped
+// acknowledging (connect again).
 func (s *Sensor) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -173,19 +181,61 @@ func (s *Sensor) reportEvery(ctx context.Context) error {
 	}
 }
 
-// report sends the current reading as presence status: every owner,
-// subscribed to the device, sees it. The reading's number lets an owner
-// see that none is missing.
+// report sends the current reading twice: as presence status, which
+// every owner (subscribed to the device) sees and the status page shows,
+// with the reading's number so that an owner can see none is missing; and
+// published to the device's own PEP node (docs/datagram-binding.md,
+// "Readings (PEP)"), where the gateway keeps the latest value for
+// whoever asks later and notifies the subscribers.
 func (s *Sensor) report(ctx context.Context) error {
 	s.mu.Lock()
 	t := s.temp
 	s.mu.Unlock()
 	n := s.reported.Add(1)
-	return s.link.Send(ctx, []byte(fmt.Sprintf("<presence><status>temperature %.1f C (reading %d)</status></presence>", t, n)))
+	if err := s.link.Send(ctx, []byte(fmt.Sprintf("<presence><status>temperature %.1f C (reading %d)</status></presence>", t, n))); err != nil {
+		return err
+	}
+	return s.link.Send(ctx, Publish(nil, "pub-"+strconv.FormatInt(n, 10), Reading{
+		Sensor: "temperature", Value: strconv.FormatFloat(t, 'f', 1, 64), Unit: "Cel", Time: time.Now()}))
+}
+
+// Readings are published to this PEP node (XEP-0163: a node is named
+// after its payload's namespace), one item per sensor.
+const NSReading = "urn:roost:sensor:0"
+
+// Reading is one sensor's value as the device publishes it.
+type Reading struct {
+	Sensor string    // the sensor's name: the item id
+	Value  string    // the value, a decimal number
+	Unit   string    // the unit as RFC 8428 (SenML) names it: Cel, %RH, Pa, W, ...
+	Time   time.Time // when it was read (sent in UTC, RFC 3339)
+}
+
+// Publish appends the iq that publishes r to the device's own PEP node
+// (XEP-0060 §7.1; an iq without 'to' is handled for the sender's own
+// account, RFC 6120 §10.3.3, whose bare JID is its PEP service; XEP-0163
+// §4.2: publishing creates the node), with the item id
+// the sensor's name so that the node keeps one latest item per sensor.
+// A temperature reading is 275 bytes: far inside one datagram.
+func Publish(dst []byte, id string, r Reading) []byte {
+	dst = append(dst, "<iq type='set' id='"...)
+	dst = stanza.AppendEscaped(dst, id)
+	dst = append(dst, "'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='"+NSReading+"'><item id='"...)
+	dst = stanza.AppendEscaped(dst, r.Sensor)
+	dst = append(dst, "'><reading xmlns='"+NSReading+"' sensor='"...)
+	dst = stanza.AppendEscaped(dst, r.Sensor)
+	dst = append(dst, "' value='"...)
+	dst = stanza.AppendEscaped(dst, r.Value)
+	dst = append(dst, "' unit='"...)
+	dst = stanza.AppendEscaped(dst, r.Unit)
+	dst = append(dst, "' time='"...)
+	dst = r.Time.UTC().AppendFormat(dst, time.RFC3339)
+	return append(dst, "'/></item></publish></pubsub></iq>"...)
 }
 
 // iq is what the sensor reads of an incoming iq.
 type iq struct {
+	XMLName xml.Name
 	Type    string `xml:"type,attr"`
 	ID      string `xml:"id,attr"`
 	From    string `xml:"from,attr"`
@@ -200,7 +250,13 @@ type iq struct {
 	Items *struct {
 		Node string `xml:"node,attr"`
 	} `xml:"http://jabber.org/protocol/disco#items query"`
-	Ping *struct{} `xml:"urn:xmpp:ping ping"`
+	Ping  *struct{} `xml:"urn:xmpp:ping ping"`
+	Error *struct {
+		Type  string `xml:"type,attr"`
+		Conds []struct {
+			XMLName xml.Name
+		} `xml:",any"`
+	} `xml:"error"`
 }
 
 const nsCommands = "http://jabber.org/protocol/commands"
@@ -210,8 +266,17 @@ const nsCommands = "http://jabber.org/protocol/commands"
 // An error is a reply that could not be queued.
 func (s *Sensor) handle(b []byte) error {
 	var q iq
-	if err := xml.Unmarshal(b, &q); err != nil || (q.Type != "get" && q.Type != "set") {
-		return nil // presence, messages, results: nothing to answer
+	if err := xml.Unmarshal(b, &q); err != nil {
+		return nil // not an iq the sensor understands: nothing to answer
+	}
+	if q.Type == "result" || q.Type == "error" {
+		if q.XMLName.Local == "iq" && strings.HasPrefix(q.ID, "pub-") {
+			s.published1(q)
+		}
+		return nil
+	}
+	if q.Type != "get" && q.Type != "set" {
+		return nil // presence, messages: nothing to answer
 	}
 	head := fmt.Sprintf("<iq type='result' id='%s' to='%s'>", esc(q.ID), esc(q.From))
 	switch {
@@ -248,6 +313,33 @@ func (s *Sensor) handle(b []byte) error {
 	default:
 		return s.send([]byte(fmt.Sprintf("<iq type='error' id='%s' to='%s'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>", esc(q.ID), esc(q.From))))
 	}
+}
+
+// published1 takes the gateway's answer to a publish: a refusal is
+// logged once, not once per reading (a gateway without PEP would flood
+// the log), and so is the recovery.
+func (s *Sensor) published1(q iq) {
+	if q.Type == "result" {
+		s.published.Add(1)
+		if s.pubFailed.Swap(false) {
+			s.o.Log.Info("publishing readings over PEP works again", "identity", s.o.Identity)
+		}
+		return
+	}
+	if s.pubFailed.Swap(true) {
+		return
+	}
+	cond := "unknown"
+	if q.Error != nil {
+		for _, c := range q.Error.Conds {
+			if c.XMLName.Space == "urn:ietf:params:xml:ns:xmpp-stanzas" {
+				cond = c.XMLName.Local
+				break
+			}
+		}
+	}
+	s.o.Log.Warn("the gateway refused a published reading (node "+NSReading+"); readings go on as presence only until it accepts them",
+		"identity", s.o.Identity, "id", q.ID, "error", cond)
 }
 
 func esc(s string) string { return string(stanza.AppendEscaped(nil, s)) }
