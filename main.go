@@ -398,6 +398,22 @@ func deviceGroup(stdout io.Writer) group {
 			}
 			return deviceRequest(c, *path, control.Request{Op: "device.list"}, stdout)
 		}},
+		{"share", "[-remove] NAME JID", "let a user (of any domain) see the device's presence and readings", func(args []string) error {
+			c, path := newCmd("device share", "[-config FILE] [-remove] NAME JID", "Let JID, a bare JID of this or another domain (behind the uplink or s2s), see the device's\npresence and its PEP readings: a \"from\" subscription on the device's roster, which a device\ncannot grant itself. -remove takes it back.", stdout)
+			remove := c.fs.Bool("remove", false, "stop sharing")
+			pos, err := c.parse(args)
+			if err != nil {
+				return err
+			}
+			if err := c.exactly(pos, 2, "the device NAME and the JID to share it with"); err != nil {
+				return err
+			}
+			op := "device.share"
+			if *remove {
+				op = "device.unshare"
+			}
+			return deviceRequest(c, *path, control.Request{Op: op, JID: pos[0], Owner: pos[1]}, stdout)
+		}},
 		{"del", "NAME", "delete a device and its account data (ends its session)", one("del", "Delete a device and everything its account held; a live session ends at once.")},
 		{"rekey", "NAME", "give a device a new PSK, printed once (ends its session)", one("rekey", "Give a device a new random PSK (printed once); its session on the old key ends at once.")},
 		{"simulate", "-psk HEX [-every 5s] [-server HOST:PORT] NAME", "run a virtual sensor over DTLS until interrupted", func(args []string) error {

@@ -212,3 +212,80 @@ func Set(st *storage.Store, domain, name string, label *string, owners []string)
 	})
 	return d, err
 }
+
+// Share lets who (a bare JID of any domain: a local user, or a user on the
+// wider network behind the uplink or s2s) see the device's presence and
+// its PEP readings, or stops that (remove): a "from" subscription on the
+// device's roster (RFC 6121 §3), which is what PEP's presence access model
+// checks (XEP-0163 §4.2). A device cannot answer a subscription request
+// itself; its operator does it here. A local user also gets the "to"
+// side on its own roster.
+func Share(st *storage.Store, domain, name, who string, remove bool) error {
+	j, err := jid.Parse(who)
+	if err != nil || j.Local() == "" || j.Resource() != "" {
+		return fmt.Errorf("%q: give a bare JID such as alice@%s or user@example.org", who, domain)
+	}
+	return st.Update(func(tx *storage.Tx) error {
+		d, err := tx.Device(name)
+		if err != nil {
+			return err
+		}
+		devJID := d.Name + "@" + domain
+		local := j.Domain() == domain
+		if local {
+			if ok, _ := tx.UserExists(j.Local()); !ok {
+				return fmt.Errorf("%s: no such account", j)
+			}
+		}
+		it, found, err := tx.RosterItem(d.Name, j.String())
+		if err != nil {
+			return err
+		}
+		if remove {
+			if !found {
+				return nil
+			}
+			switch it.Subscription {
+			case "both":
+				it.Subscription = "to"
+			case "from":
+				it.Subscription = "none"
+			}
+		} else {
+			if !found {
+				it = storage.RosterItem{JID: j.String(), Subscription: "none"}
+			}
+			switch it.Subscription {
+			case "none", "":
+				it.Subscription = "from"
+			case "to":
+				it.Subscription = "both"
+			}
+		}
+		if _, err := tx.PutRosterItem(d.Name, it); err != nil {
+			return err
+		}
+		if !local {
+			return nil
+		}
+		mine, found, err := tx.RosterItem(j.Local(), devJID)
+		if err != nil {
+			return err
+		}
+		if !found {
+			mine = storage.RosterItem{JID: devJID, Name: d.Label, Subscription: "none", Groups: []string{"Devices"}}
+		}
+		switch {
+		case !remove && (mine.Subscription == "none" || mine.Subscription == ""):
+			mine.Subscription = "to"
+		case !remove && mine.Subscription == "from":
+			mine.Subscription = "both"
+		case remove && mine.Subscription == "to":
+			mine.Subscription = "none"
+		case remove && mine.Subscription == "both":
+			mine.Subscription = "from"
+		}
+		_, err = tx.PutRosterItem(j.Local(), mine)
+		return err
+	})
+}

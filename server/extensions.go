@@ -8,6 +8,7 @@ import (
 	"roost/server/private"
 	"roost/server/vcard"
 	"roost/wire/jid"
+	"time"
 )
 
 // wireExtensions makes the XEPs the server answers beside RFC 6121 (issue
@@ -27,7 +28,7 @@ func (s *Server) wireExtensions() {
 		Remote: func(to string, b []byte) { r.SendRemote(to, b) }}
 	r.Private = &private.Service{Domain: cfg.Domain, Store: s.store, MaxBytes: cfg.Limits.PrivateBytes}
 	r.VCard = &vcard.Service{Domain: cfg.Domain, Store: s.store, MaxBytes: cfg.Limits.VCardBytes}
-	r.Last = &lastactivity.Service{Domain: cfg.Domain, Store: s.store, Router: s.router}
+	r.Last = &lastactivity.Service{Domain: cfg.Domain, Store: s.store, Router: s.router, Started: time.Now()}
 }
 
 // Caps is the server's entity-capabilities cache (XEP-0115), for tests

@@ -58,7 +58,7 @@ func (a Admin) Do(req control.Request) control.Response {
 			_, err := store.Backup(w)
 			return err
 		}}
-	case "device.add", "device.del", "device.rekey", "device.list", "device.set":
+	case "device.add", "device.del", "device.rekey", "device.list", "device.set", "device.share", "device.unshare":
 		return a.device(req)
 	default:
 		return control.Response{Error: fmt.Sprintf("unknown command %q", req.Op)}
@@ -230,6 +230,17 @@ func (a Admin) device(req control.Request) control.Response {
 			return control.Response{Error: err.Error()}
 		}
 		return control.Response{Message: fmt.Sprintf("changed device %s@%s: label %q, owners %s (the key is unchanged)", d.Name, a.Domain, d.Label, strings.Join(d.Owners, ","))}
+	case "device.share", "device.unshare":
+		remove := req.Op == "device.unshare"
+		if err := devices.Share(a.Store, a.Domain, name, req.Owner, remove); errors.Is(err, storage.ErrNotFound) {
+			return control.Response{Error: fmt.Sprintf("no device %s@%s", name, a.Domain)}
+		} else if err != nil {
+			return control.Response{Error: err.Error()}
+		}
+		if remove {
+			return control.Response{Message: fmt.Sprintf("%s no longer sees device %s@%s", req.Owner, name, a.Domain)}
+		}
+		return control.Response{Message: fmt.Sprintf("%s may now see device %s@%s: its presence and readings (subscribe to PEP node urn:roost:sensor:0)", req.Owner, name, a.Domain)}
 	case "device.rekey":
 		d, err := devices.Rekey(a.Store, name)
 		if errors.Is(err, storage.ErrNotFound) {

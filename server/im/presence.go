@@ -14,10 +14,29 @@ type presencePayload struct {
 	Priority int `xml:"priority"`
 }
 
+// Blocker reports whether the local account ownerBare blocks other
+// (XEP-0191 §3.6); nil blocks nothing. route passes blocking.Service's
+// Blocked while any account blocks anyone.
+type Blocker func(ownerBare []byte, other jid.JID) bool
+
+// either reports whether presence between the account me and the contact
+// c must not flow: me blocks c, or c (a local account) blocks me
+// (XEP-0191 §3.5).
+func (m *Service) either(blocked Blocker, me jid.JID, c jid.JID) bool {
+	if blocked == nil || c.IsZero() {
+		return false
+	}
+	if blocked([]byte(me.Bare().String()), c) {
+		return true
+	}
+	return c.Domain() == m.Domain && blocked([]byte(c.Bare().String()), me)
+}
+
 // OwnPresence handles presence with no 'to': the session's broadcast
 // presence (RFC 6121 §4.2, §4.4, §4.5). stamped carries the session's
-// full JID as from.
-func (m *Service) OwnPresence(sess session.Peer, st *stanza.Stanza, stamped []byte) {
+// full JID as from. Presence does not flow between the account and a JID
+// either side blocks (blocked, XEP-0191 §3.5).
+func (m *Service) OwnPresence(sess session.Peer, st *stanza.Stanza, stamped []byte, blocked Blocker) {
 	switch string(st.Type) {
 	case "":
 		var p presencePayload
@@ -32,9 +51,9 @@ func (m *Service) OwnPresence(sess session.Peer, st *stanza.Stanza, stamped []by
 		unlock := accounts.lock(sess.JID().Local())
 		initial := sess.SetPresence(true, p.Priority, stamped)
 		unlock()
-		m.broadcast(sess, stamped, false)
+		m.broadcast(sess, stamped, false, blocked)
 		if initial {
-			m.probeContacts(sess)
+			m.probeContacts(sess, blocked)
 			m.redeliverPending(sess)
 			if p.Priority >= 0 {
 				m.deliverOffline(sess) // XEP-0160 §3: at available presence with non-negative priority
@@ -42,7 +61,7 @@ func (m *Service) OwnPresence(sess session.Peer, st *stanza.Stanza, stamped []by
 		}
 	case "unavailable":
 		sess.SetPresence(false, 0, nil)
-		m.broadcast(sess, stamped, true)
+		m.broadcast(sess, stamped, true, blocked)
 	default:
 		// Subscription management and probes need a 'to'
 		// (RFC 6121 §3); errors to nobody are dropped.
@@ -55,7 +74,8 @@ func (m *Service) OwnPresence(sess session.Peer, st *stanza.Stanza, stamped []by
 // broadcast sends b to the user's own available resources and to every
 // contact subscribed to the user's presence; for unavailable presence also
 // to every JID that got directed presence from this session (RFC 6121 §4.6).
-func (m *Service) broadcast(sess session.Peer, b []byte, unavailable bool) {
+// Contacts either side blocks are skipped (XEP-0191 §3.5).
+func (m *Service) broadcast(sess session.Peer, b []byte, unavailable bool, blocked Blocker) {
 	var buf [8]*session.Bound
 	me := sess.JID()
 	bare := me.Bare().String()
@@ -74,11 +94,16 @@ func (m *Service) broadcast(sess session.Peer, b []byte, unavailable bool) {
 			continue
 		}
 		sent[it.JID] = true
+		if blocked != nil {
+			if c, err := jid.Parse(it.JID); err != nil || m.either(blocked, me, c) {
+				continue
+			}
+		}
 		m.toContact(it.JID, b)
 	}
 	if unavailable {
 		for _, j := range sess.TakeDirected() {
-			if !sent[j.Bare().String()] {
+			if !sent[j.Bare().String()] && !m.either(blocked, me, j) {
 				m.deliverTo(j, b)
 			}
 		}
@@ -117,8 +142,9 @@ func (m *Service) deliverTo(j jid.JID, b []byte) {
 // probeContacts answers the probes the server sends on a user's behalf
 // at initial presence (RFC 6121 §4.3): the last presence of every
 // available resource of each contact the user is subscribed to, and of
-// the user's own other resources.
-func (m *Service) probeContacts(sess session.Peer) {
+// the user's own other resources. Contacts either side blocks are skipped
+// (XEP-0191 §3.5).
+func (m *Service) probeContacts(sess session.Peer, blocked Blocker) {
 	me := sess.JID()
 	for _, r := range m.Router.Sessions([]byte(me.Bare().String())) {
 		if session.Peer(r) == sess {
@@ -139,6 +165,11 @@ func (m *Service) probeContacts(sess session.Peer) {
 		if it.Subscription != "to" && it.Subscription != "both" {
 			continue
 		}
+		if blocked != nil {
+			if c, err := jid.Parse(it.JID); err != nil || m.either(blocked, me, c) {
+				continue
+			}
+		}
 		if m.isRemote(it.JID) {
 			// The contact's server answers the probe (RFC 6121 §4.3.1).
 			m.Remote(it.JID, subscriptionStanza("probe", me.Bare().String(), it.JID))
@@ -156,7 +187,11 @@ func (m *Service) probeContacts(sess session.Peer) {
 
 // Closed sends unavailable presence for a session that ended while
 // available, whatever the reason (RFC 6121 §4.5.2).
-func (m *Service) Closed(sess session.Peer) {
+func (m *Service) Closed(sess session.Peer) { m.ClosedBlocking(sess, nil) }
+
+// ClosedBlocking is Closed skipping the contacts either side blocks
+// (XEP-0191 §3.5).
+func (m *Service) ClosedBlocking(sess session.Peer, blocked Blocker) {
 	if !sess.Available() {
 		return
 	}
@@ -164,7 +199,7 @@ func (m *Service) Closed(sess session.Peer) {
 	b := append([]byte(nil), "<presence type='unavailable' from='"...)
 	b = stanza.AppendEscaped(b, sess.JID().String())
 	b = append(b, "'/>"...)
-	m.broadcast(sess, b, true)
+	m.broadcast(sess, b, true, blocked)
 }
 
 // Resend sends every available local session's presence to its remote

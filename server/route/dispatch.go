@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"roost/server/session"
 
+	"roost/server/blocking"
 	"roost/server/im"
 	"roost/server/lastactivity"
 	"roost/server/metrics"
 	"roost/server/pep"
+	"roost/server/private"
 	"roost/server/router"
 	"roost/server/vcard"
 	"roost/wire/jid"
@@ -62,7 +64,7 @@ func (s *Service) Stanza(sess *session.Bound, st *stanza.Stanza, stamped []byte)
 // session that ended for any reason.
 func (s *Service) Closed(sess *session.Bound) {
 	s.Carbons.Closed(sess)
-	s.IM.Closed(sess)
+	s.IM.ClosedBlocking(sess, s.blocker())
 	s.presenceGone(sess)
 }
 
@@ -128,7 +130,7 @@ func (s *Service) Route(sess session.Peer, st *stanza.Stanza, stamped []byte) {
 	if st.To == nil {
 		switch st.Kind {
 		case stanza.Presence:
-			s.IM.OwnPresence(sess, st, stamped)
+			s.IM.OwnPresence(sess, st, stamped, s.blocker())
 			s.ownPresence(sess, st, stamped)
 		case stanza.IQ:
 			s.serverIQ(sess, st)
@@ -143,6 +145,9 @@ func (s *Service) Route(sess session.Peer, st *stanza.Stanza, stamped []byte) {
 	t, ok := resolveTo(st.To)
 	if !ok {
 		s.bounce(sess, st, stanza.JIDMalformed, "the 'to' address is not a valid JID")
+		return
+	}
+	if s.Blocking.Active() && s.blockedOut(sess, st, t) {
 		return
 	}
 	if string(t.domain) != s.Domain {
@@ -171,6 +176,9 @@ func (s *Service) Route(sess session.Peer, st *stanza.Stanza, stamped []byte) {
 		}
 		return
 	}
+	if s.Blocking.Active() && s.blockedIn(sess, st, t) {
+		return
+	}
 	if st.Kind == stanza.Presence && isDirected(st.Type) {
 		if r, ok := sess.(*remoteSession); ok {
 			s.remotePresence(r.jid, t.bare, st, stamped)
@@ -182,6 +190,68 @@ func (s *Service) Route(sess session.Peer, st *stanza.Stanza, stamped []byte) {
 	}
 	own := string(t.bare) == sess.JID().Bare().String() // compared without a copy
 	s.toBare(sess, st, stamped, t.bare, own)
+}
+
+// blocker is what im needs to keep presence from flowing between an
+// account and a JID either side blocks; nil while nobody blocks anyone.
+func (s *Service) blocker() im.Blocker {
+	if !s.Blocking.Active() {
+		return nil
+	}
+	return s.Blocking.Blocked
+}
+
+// blockedOut applies XEP-0191 §3.5 to a stanza a local account sends to
+// a JID it blocks: a message or iq request is answered not-acceptable
+// with <blocked xmlns='urn:xmpp:blocking:errors'/>, presence is not sent.
+// It reports whether the stanza was stopped. Called only while some
+// account blocks someone.
+func (s *Service) blockedOut(sess session.Peer, st *stanza.Stanza, t target) bool {
+	if _, remote := sess.(*remoteSession); remote {
+		return false
+	}
+	me := sess.JID().Bare().String()
+	if string(t.bare) == me || (len(t.local) == 0 && string(t.domain) == s.Domain && len(t.resource) == 0) {
+		return false // one's own account, the server itself
+	}
+	if !s.Blocking.Blocks(me) {
+		return false // the sender blocks nobody: nothing to prepare
+	}
+	addr := string(t.bare)
+	if len(t.resource) > 0 {
+		addr += "/" + string(t.resource)
+	}
+	to, err := jid.Parse(addr)
+	if err != nil || !s.Blocking.Blocked([]byte(me), to) {
+		return false
+	}
+	switch st.Kind {
+	case stanza.Presence:
+		return true
+	case stanza.IQ:
+		if t := string(st.Type); t == "result" || t == "error" {
+			return false
+		}
+	}
+	blocking.BounceBlocked(sess, st, s.Domain)
+	return true
+}
+
+// blockedIn applies XEP-0191 §3.5 to a stanza for the local account
+// t.bare from a JID that account blocks: presence is dropped, a message
+// or an iq request is answered service-unavailable (as if the account
+// did not exist: the block is never revealed), iq answers are dropped.
+// So nothing of it reaches offline storage or carbons. Called only while
+// some account blocks someone; it allocates nothing.
+func (s *Service) blockedIn(sess session.Peer, st *stanza.Stanza, t target) bool {
+	from := sess.JID()
+	if string(t.bare) == from.Bare().String() || !s.Blocking.Blocked(t.bare, from) {
+		return false
+	}
+	if st.Kind != stanza.Presence {
+		s.bounce(sess, st, stanza.ServiceUnavailable, "")
+	}
+	return true
 }
 
 // toFull delivers to a full JID of a local account (RFC 6121 §8.5.3).
@@ -253,6 +323,11 @@ func (s *Service) toBare(sess session.Peer, st *stanza.Stanza, stamped []byte, b
 		case ns == im.NSRoster && !own:
 			// RFC 6121 §2.1.5: nobody reads or changes another's roster.
 			s.bounce(sess, st, stanza.Forbidden, "only your own roster can be read or changed")
+			return
+		case (ns == private.NS || ns == blocking.NS) && !own:
+			// XEP-0049 §3, XEP-0191: only one's own private storage
+			// and block list.
+			s.bounce(sess, st, stanza.Forbidden, "only your own account's private storage and block list can be used")
 			return
 		case ns == pep.NS || ns == pep.NSOwner:
 			// XEP-0163: the account's bare JID is its PEP service.

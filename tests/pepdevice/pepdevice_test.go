@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"roost/server/control"
 	"strings"
 	"testing"
 	"time"
@@ -196,11 +197,11 @@ func TestProsodyUserGetsReadings(t *testing.T) {
 		c.Uplink.Component.Secret = "gwsecret"
 	})
 	user := "user1@prosody.test"
-	if err := g.srv.Store().Update(func(tx *storage.Tx) error {
-		_, err := tx.PutRosterItem(g.dev.Name, storage.RosterItem{JID: user, Subscription: "from"})
-		return err
-	}); err != nil {
-		t.Fatal(err)
+	// What the operator runs: roost device share NAME user1@prosody.test
+	// (through the running server's control socket).
+	resp, err := control.Call(server.ControlPath(g.cfg), control.Request{Op: "device.share", JID: g.dev.Name, Owner: user})
+	if err != nil || resp.Error != "" {
+		t.Fatalf("device share: %v %s", err, resp.Error)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(strings.Join(g.srv.RemoteStatus(), " "), ": up ") {
