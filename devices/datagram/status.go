@@ -10,7 +10,7 @@ import (
 // LastStanzaMax bounds the copy of a device's last stanza that Status
 // reports: at most this many bytes, cut at a UTF-8 boundary (so at most
 // this many characters).
-const LastStanzaMax = 200
+const LastStanzaMax = 320
 
 // maxStatus bounds the device JIDs the listener remembers: a device that
 // connected once is listed (offline) after it left, until this many

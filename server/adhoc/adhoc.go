@@ -42,7 +42,7 @@ type DeviceStatus struct {
 	JID        string // the device session's full JID
 	Online     bool
 	LastSeen   time.Time // zero: never
-	LastStanza string    // at most 200 characters
+	LastStanza string    // at most datagram.LastStanzaMax (320) bytes: a PEP reading fits
 }
 
 // DeviceStatuser is the server side the devices command asks: the DTLS

@@ -99,7 +99,7 @@ func testUplink(t *testing.T, bin string, up upstream) {
 		}
 		t.Fatalf("roost status never said %q; last:\n%s\nlog:\n%s", want, out, logs.String())
 	}
-	waitStatus(": up for")
+	waitStatus(": up since")
 	across := func(phase string) {
 		t.Helper()
 		cmd := exec.Command(python, "across.py", phase,
@@ -142,7 +142,7 @@ func testUplink(t *testing.T, bin string, up upstream) {
 		t.Errorf("status while down should count the queue:\n%s", out)
 	}
 	peers(t, "start", up.name)
-	waitStatus(": up for")
+	waitStatus(": up since")
 	across("resume")
 	if strings.Contains(logs.String(), "panic") {
 		t.Fatalf("roost log:\n%s", logs.String())

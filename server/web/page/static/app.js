@@ -377,15 +377,24 @@
   }
 
   // reading reads a device's last stanza: {text, reading} where reading
-  // is true for a report (a presence's status or a message's body) and
+  // is true for a report (a PEP reading, a presence's status or a
+  // message's body) and
   // text is otherwise a short description (an iq answer, say).
   function reading(raw) {
     if (!raw) return { text: '', reading: false };
-    // The server cuts the stanza at 200 characters: a cut one is not
+    // A reading published over PEP (docs/datagram-binding.md §6): the
+    // <reading/> element's sensor, value and unit, as far as the cut
+    // stanza goes.
+    if (/<reading[\s>]/.test(raw)) {
+      const attr = (n) => { const m = new RegExp('<reading[^>]*\\s' + n + "=['\"]([^'\"]*)['\"]").exec(raw); return m ? unescapeText(m[1]) : ''; };
+      const text = [attr('sensor'), attr('value'), attr('unit')].filter((x) => x).join(' ');
+      if (text) return { text: text, reading: true };
+    }
+    // The server cuts the stanza at 320 bytes: a cut one is not
     // XML (and a parse error would make the browser report a CSP
     // violation for the error page's inline style), so its status or
     // body text is read as far as it goes.
-    const e = raw.length < 200 && /^\s*<[^]*>\s*$/.test(raw) ? parse(raw) : null;
+    const e = raw.length < 320 && /^\s*<[^]*>\s*$/.test(raw) ? parse(raw) : null;
     if (!e) {
       const m = /<(status|body)(\s[^>]*)?>([^<]*)/.exec(raw);
       if (m) return { text: unescapeText(m[3]), reading: true };
