@@ -483,3 +483,18 @@ func TestCLITeaches(t *testing.T) {
 		t.Fatalf("check-config with a component secret: %d %s", code, out)
 	}
 }
+
+// TestBenchNothingSucceeded (issue 17): a load run where no login got
+// through prints why and exits non-zero instead of "errors 26" and 0.
+func TestBenchNothingSucceeded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: every login fails to connect
+	code, out := cli(t, "", "bench", "-target", addr, "-users", "2", "-scenario", "login", "-duration", "200ms", "-workers", "1")
+	if code != 1 || !strings.Contains(out, "error: ") || !strings.Contains(out, "nothing succeeded") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}

@@ -35,15 +35,17 @@ func Command(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.Target, "target", "127.0.0.1:5222", "server address host:port")
 	fs.StringVar(&c.WebSocket, "ws", "", "XMPP over WebSocket (RFC 7395) at this URL, e.g. wss://HOST:5281/xmpp-websocket, instead of TCP at -target")
 	fs.StringVar(&c.Domain, "domain", "localhost", "XMPP domain of the accounts")
-	fs.IntVar(&c.Users, "users", 10, "accounts PREFIX1..PREFIXN")
+	fs.IntVar(&c.Users, "users", 10, "accounts PREFIX1..PREFIXN (pep: the publishers)")
 	fs.StringVar(&c.Prefix, "prefix", "user", "account name prefix")
 	fs.StringVar(&c.Password, "password", "pass%d", "password; %d is replaced by the account number")
-	fs.StringVar(&c.Scenario, "scenario", "chat", "login, chat, idle or presence")
+	fs.StringVar(&c.Scenario, "scenario", "chat", "login, chat, idle, presence or pep")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "how long the load runs")
-	fs.IntVar(&c.Rate, "rate", 0, "chat: messages per second in total (0: as fast as possible)")
+	fs.IntVar(&c.Rate, "rate", 0, "chat: messages, presence: changes, pep: publishes per second in total (0: as fast as possible)")
+	fs.IntVar(&c.Subscribers, "subscribers", 10, "pep: subscribers per publisher (accounts USERS+1..USERS*(SUBSCRIBERS+1))")
+	fs.StringVar(&c.PEPSubscribe, "pep-subscribe", "caps", "pep: how subscribers ask for notifications: caps (+notify, XEP-0163) or explicit (pubsub subscribe)")
 	fs.IntVar(&c.Workers, "workers", 8, "login: concurrent logins")
 	fs.IntVar(&c.Contacts, "contacts", 5, "presence: contacts per user (mutual subscriptions are made first)")
-	fs.IntVar(&c.Window, "window", 64, "chat, presence: most sends one sender may have unanswered (0: unbounded)")
+	fs.IntVar(&c.Window, "window", 64, "chat, presence: most sends one sender may have unanswered; pep: most publishes a publisher may have with notifications outstanding (0: unbounded)")
 	fs.BoolVar(&c.TLS, "tls", true, "use STARTTLS when offered")
 	fs.StringVar(&c.Mech, "mech", "", "SASL mechanism: PLAIN, SCRAM-SHA-1 or SCRAM-SHA-256 (default: PLAIN over TLS, else SCRAM-SHA-1)")
 	fs.BoolVar(&c.Raw, "raw", false, "drive `roost bench relay` instead of an XMPP server (the raw ceiling)")
@@ -56,6 +58,13 @@ func Command(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("bench: %w", err)
 	}
 	r.Print(stdout)
+	if !r.Succeeded() {
+		cause := "see the error lines above"
+		if len(r.Causes) == 0 {
+			cause = "no login, message or notification got through"
+		}
+		return fmt.Errorf("bench: nothing succeeded against %s (%s; do the accounts %s1..%s%d exist with password %q?)", c.Target, cause, c.Prefix, c.Prefix, c.Users, c.Password)
+	}
 	return nil
 }
 

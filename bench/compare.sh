@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Roost, Prosody and ejabberd side by side under the same load, in one run, plus the raw TCP relay
 # (the machine's ceiling) and a tsung cross-check. Prints markdown tables for BENCHMARKS.md.
-#   bench/compare.sh
+#   bench/compare.sh        the whole comparison
+#   bench/compare.sh pep    only PEP (XEP-0163) notification fan-out: PUBLISHERS=10 publishers with
+#                           SUBSCRIBERS=10 subscribers each (caps +notify; PEP_SUBSCRIBE=explicit for
+#                           pubsub subscriptions), at PEP_RATE=200 publishes/s and at saturation, for
+#                           PEP_DURATION=10s; prints notifications/s and latencies for each server
 # Environment: USERS=20 (chat, login, presence), IDLE=2000 (idle sessions for the memory row),
 # TSUNG_USERS=100 and TSUNG_LOOPS=30 (TSUNG_USERS=0 skips tsung), STARTS=3 (start-up samples).
 # Needs root: installs prosody, ejabberd and tsung from Debian when missing (tests/peers/peers.sh).
@@ -11,8 +15,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${USERS:-20} IDLE=${IDLE:-2000} TSUNG_USERS=${TSUNG_USERS:-100} TSUNG_LOOPS=${TSUNG_LOOPS:-30}
 STARTS=${STARTS:-3}
-ACCOUNTS=$(printf '%s\n' "$USERS" "$IDLE" "$TSUNG_USERS" | sort -n | tail -1)
-PEERS=tests/peers/peers.sh
+MODE=${1:-all}
+PUBLISHERS=${PUBLISHERS:-10} SUBSCRIBERS=${SUBSCRIBERS:-10} PEP_RATE=${PEP_RATE:-200}
+PEP_DURATION=${PEP_DURATION:-10s} PEP_SUBSCRIBE=${PEP_SUBSCRIBE:-caps}
+case $MODE in
+  all) ACCOUNTS=$(printf '%s\n' "$USERS" "$IDLE" "$TSUNG_USERS" | sort -n | tail -1) ;;
+  pep) ACCOUNTS=$((PUBLISHERS * (SUBSCRIBERS + 1))) IDLE=$ACCOUNTS ;;
+  *) sed -n '2,20p' "$0"; exit 2 ;;
+esac
+PEERS=${PEERS:-tests/peers/peers.sh}
 W=$(mktemp -d /tmp/roost-compare.XXXX)
 ulimit -n "$(ulimit -Hn)"   # every server and the load tool: IDLE sessions need 2 descriptors each
 log() { echo "compare: $*" >&2; }
@@ -23,6 +34,7 @@ cat >"$W/c.json" <<JSON
 {"log_level":"warn","data_dir":"$W/data","listen":{"c2s":"127.0.0.1:35522","c2s_tls":"","dtls":""},
  "limits":{"connections_per_ip":$((IDLE + 200)),"sessions_per_user":64}}
 JSON
+"$W/roost" init -config "$W/c.json" >/dev/null
 log "registering $ACCOUNTS accounts on Roost"
 for i in $(seq 1 "$ACCOUNTS"); do echo "pass$i"; done |
   xargs -P 4 -I{} sh -c 'n=${1#pass}; echo "$1" | "$2/roost" user add -config "$2/c.json" "user$n@localhost" >/dev/null' _ {} "$W"
@@ -37,8 +49,65 @@ cleanup() {
   $PEERS stop prosody; $PEERS stop ejabberd
 }
 trap cleanup EXIT
+# The peers are shared with the interop tests (tests/testutil LockPeers): one user at a time.
+exec 9>/tmp/roost-peers-test.lock
+flock 9
 waitport() { local i; for ((i = 0; i < $2 * 100; i++)); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.01; done; return 1; }
 now_ms() { date +%s%3N; }
+
+cpu_ms() { awk '{print ($14+$15)*1000/'"$(getconf CLK_TCK)"'}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+field() { sed -n 's/.*"'"$2"'":\([0-9.e+-]*\).*/\1/p' <<<"$1"; }
+
+if [ "$MODE" = pep ]; then
+  declare -A V
+  roost_start
+  # From a clean state: subscriptions left by an earlier run (an explicit one above all: Prosody
+  # 0.12 then notifies the bare JID besides the +notify resource) would change what is measured.
+  $PEERS wipe prosody; $PEERS start prosody; $PEERS users prosody "$ACCOUNTS"
+  $PEERS wipe ejabberd; $PEERS start ejabberd; $PEERS users ejabberd "$ACCOUNTS"
+  pep_run() { # name target domain pid rate
+    local b=(-target "$2" -domain "$3" -scenario pep -users "$PUBLISHERS" -subscribers "$SUBSCRIBERS"
+      -pep-subscribe "$PEP_SUBSCRIBE" -duration "$PEP_DURATION" -rate "$5") c0 c1 out
+    c0=$(cpu_ms "$4")
+    timeout 300 "$W/roost" bench "${b[@]}" >"$W/pep.out" 2>"$W/pep.err" || true
+    c1=$(cpu_ms "$4")
+    out=$(tail -1 "$W/pep.out")
+    grep -h '^error: ' "$W/pep.out" | sed "s/^/compare: $1 (rate $5): /" >&2 || true
+    [ -n "$out" ] || log "$1: pep run failed: $(tail -1 "$W/pep.err")"
+    V[$1.$5.n]=$(field "$out" throughput_per_s) V[$1.$5.acks]=$(field "$out" acked_per_s)
+    V[$1.$5.p50]=$(field "$out" p50_ms) V[$1.$5.p99]=$(field "$out" p99_ms) V[$1.$5.err]=$(field "$out" errors)
+    local sent; sent=$(field "$out" sent)
+    V[$1.$5.ok]="$(field "$out" received)/$(( ${sent:-0} * SUBSCRIBERS ))"
+    V[$1.$5.cpu]=$(awk "BEGIN{r=$(field "$out" received)+0; printf \"%.0f\", ($c1-$c0)*10000/(r>0?r:1)}")
+  }
+  for s in "Roost 127.0.0.1:35522 localhost $ROOST_PID" \
+    "Prosody 127.0.0.1:16222 prosody.test $($PEERS pid prosody)" \
+    "ejabberd 127.0.0.1:26222 ejabberd.test $($PEERS pid ejabberd)"; do
+    set -- $s
+    log "$1: pep at $PEP_RATE publishes/s, then at saturation"
+    pep_run "$1" "$2" "$3" "$4" "$PEP_RATE"
+    pep_run "$1" "$2" "$3" "$4" 0
+  done
+  f() { printf '%.0f' "${1:-0}"; }
+  echo "| PEP, $PUBLISHERS publishers x $SUBSCRIBERS subscribers ($PEP_SUBSCRIBE), $PEP_DURATION | Roost | Prosody | ejabberd | Roost vs Prosody |"
+  echo "|---|---|---|---|---|"
+  vs() { awk -v r="${V[Roost.$1]:-0}" -v p="${V[Prosody.$1]:-0}" -v how="$2" 'BEGIN{ if (how == "x") exit; if (how == "higher") x = p > 0 ? r / p : 0; else x = r > 0 ? p / r : 0; printf "%.1f×", x }'; }
+  row() { printf '| %s | %s | %s | %s | %s |\n' "$1" "${V[Roost.$2]:-failed}" "${V[Prosody.$2]:-failed}" "${V[ejabberd.$2]:-failed}" "$(vs "$2" "$3")"; }
+  for n in Roost Prosody ejabberd; do
+    V[$n.0.n]=$(f "${V[$n.0.n]}") V[$n.0.acks]=$(f "${V[$n.0.acks]}") V[$n.errs]="${V[$n.$PEP_RATE.err]:-?}, ${V[$n.0.err]:-?}"
+  done
+  row "notifications/s at saturation" 0.n higher
+  row "publishes acknowledged/s at saturation" 0.acks higher
+  row "server CPU ms per 10,000 notifications (saturation)" 0.cpu lower
+  row "at $PEP_RATE publishes/s: publish→notification p50 ms" $PEP_RATE.p50 lower
+  row "at $PEP_RATE publishes/s: p99 ms" $PEP_RATE.p99 lower
+  row "delivered/expected at $PEP_RATE/s" $PEP_RATE.ok x
+  row "delivered/expected at saturation" 0.ok x
+  row "errors at $PEP_RATE/s, at saturation (causes on stderr)" errs x
+  echo
+  echo "Target (issue 16): Roost at least 10× Prosody's notifications/s: $(vs 0.n higher)."
+  exit 0
+fi
 
 # Start-up: from exec to the c2s port accepting, median of STARTS; the server is left running.
 # (Not in a $(...): the server started inside would hold the substitution open.)
@@ -61,9 +130,7 @@ log "ejabberd up in ${V[ejabberd.start]} ms; registering $ACCOUNTS accounts"
 $PEERS users ejabberd "$ACCOUNTS"
 
 # A server that died reads as 0 (and its row shows it) rather than ending the whole run.
-cpu_ms() { awk '{print ($14+$15)*1000/'"$(getconf CLK_TCK)"'}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 rss_kib() { awk '/VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-field() { sed -n 's/.*"'"$2"'":\([0-9.e+-]*\).*/\1/p' <<<"$1"; }
 bench() { timeout 300 "$W/roost" bench "$@" 2>/dev/null | tail -1; }
 
 measure() { # name target domain pid

@@ -182,8 +182,17 @@ func (c *Conn) auth(mech, user, password string) error {
 	switch mech {
 	case "PLAIN":
 		c.nc.Write([]byte("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" + b64.EncodeToString([]byte("\x00"+user+"\x00"+password)) + "</auth>"))
-		_, err := c.expect("success")
-		return err
+		tok, err := c.next()
+		if err != nil {
+			return err
+		}
+		if string(tok.Local) == "failure" {
+			return saslFailure(tok.Raw)
+		}
+		if string(tok.Local) != "success" {
+			return fmt.Errorf("%w: want <success>, got %.200s", errProto, tok.Raw)
+		}
+		return nil
 	case "SCRAM-SHA-1", "SCRAM-SHA-256":
 		gen := scram.SHA1
 		if mech == "SCRAM-SHA-256" {
@@ -200,6 +209,9 @@ func (c *Conn) auth(mech, user, password string) error {
 			tok, err := c.next()
 			if err != nil {
 				return err
+			}
+			if string(tok.Local) == "failure" {
+				return saslFailure(tok.Raw)
 			}
 			text := tok.Inner()
 			data, err := b64.DecodeString(string(text))
@@ -224,6 +236,22 @@ func (c *Conn) auth(mech, user, password string) error {
 		}
 	}
 	return fmt.Errorf("mechanism %q: use PLAIN or SCRAM-SHA-1", mech)
+}
+
+// saslFailure names a SASL <failure/> by its condition (RFC 6120 §6.5),
+// the cause `roost bench` reports when logins fail.
+func saslFailure(raw []byte) error {
+	cond := "failure"
+	for _, c := range []string{"not-authorized", "temporary-auth-failure", "account-disabled", "credentials-expired", "encryption-required", "invalid-authzid", "invalid-mechanism", "malformed-request", "mechanism-too-weak", "aborted", "incorrect-encoding"} {
+		if bytes.Contains(raw, []byte("<"+c)) {
+			cond = c
+			break
+		}
+	}
+	if cond == "not-authorized" {
+		return errors.New("SASL not-authorized: no such account, or a wrong password")
+	}
+	return fmt.Errorf("SASL %s: %.200s", cond, raw)
 }
 
 // Send writes raw stanza bytes.

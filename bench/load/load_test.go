@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,7 +50,10 @@ func startRoostWeb(t *testing.T, n int, web bool) (string, string) {
 // exact counts.
 func TestScenarios(t *testing.T) {
 	addr := startRoost(t, 6)
-	base := Config{Options: Options{Target: addr, Domain: "localhost", TLS: true}, Users: 6, Prefix: "user", Password: "pass%d"}
+	// Window as roost bench sets it by default: an unbounded sender can
+	// outrun its receivers (then dropped as slow readers, by design) when
+	// the test runs without -race.
+	base := Config{Options: Options{Target: addr, Domain: "localhost", TLS: true}, Users: 6, Prefix: "user", Password: "pass%d", Window: 64}
 	t.Run("chat, every message arrives once", func(t *testing.T) {
 		c := base
 		c.Scenario, c.Duration, c.Rate = "chat", time.Second, 300
@@ -103,6 +107,34 @@ func TestScenarios(t *testing.T) {
 			t.Fatal("want an error")
 		}
 	})
+	t.Run("logins to missing accounts say why and count as nothing done", func(t *testing.T) {
+		c := base
+		c.Scenario, c.Duration, c.Workers, c.Prefix = "login", 300*time.Millisecond, 2, "nobody"
+		c.Options.Mech = "SCRAM-SHA-1"
+		r, err := Run(t.Context(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Succeeded() || r.Errors == 0 || len(r.Causes) == 0 {
+			t.Fatalf("%+v", r)
+		}
+		// Each cause is a SASL condition without the account: the wrong
+		// password itself, and (once the address's budget is spent, issue
+		// 12) the rate limit's temporary-auth-failure.
+		for cause := range r.Causes {
+			if !strings.HasPrefix(cause, "SASL ") || strings.Contains(cause, "nobody") {
+				t.Fatalf("cause %q: want the SASL condition, without the account", cause)
+			}
+		}
+		if r.Causes["SASL not-authorized: no such account, or a wrong password"] == 0 {
+			t.Fatalf("causes %v: want not-authorized among them", r.Causes)
+		}
+		var out strings.Builder
+		r.Print(&out)
+		if !strings.Contains(out.String(), "error: ") {
+			t.Fatalf("printed no cause:\n%s", out.String())
+		}
+	})
 }
 
 // The same scenarios over WebSocket (RFC 7395): the login code is the
@@ -141,6 +173,34 @@ func TestScenariosWebSocket(t *testing.T) {
 			t.Fatal("want an error")
 		}
 	})
+	t.Run("logins to missing accounts say why and count as nothing done", func(t *testing.T) {
+		c := base
+		c.Scenario, c.Duration, c.Workers, c.Prefix = "login", 300*time.Millisecond, 2, "nobody"
+		c.Options.Mech = "SCRAM-SHA-1"
+		r, err := Run(t.Context(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Succeeded() || r.Errors == 0 || len(r.Causes) == 0 {
+			t.Fatalf("%+v", r)
+		}
+		// Each cause is a SASL condition without the account: the wrong
+		// password itself, and (once the address's budget is spent, issue
+		// 12) the rate limit's temporary-auth-failure.
+		for cause := range r.Causes {
+			if !strings.HasPrefix(cause, "SASL ") || strings.Contains(cause, "nobody") {
+				t.Fatalf("cause %q: want the SASL condition, without the account", cause)
+			}
+		}
+		if r.Causes["SASL not-authorized: no such account, or a wrong password"] == 0 {
+			t.Fatalf("causes %v: want not-authorized among them", r.Causes)
+		}
+		var out strings.Builder
+		r.Print(&out)
+		if !strings.Contains(out.String(), "error: ") {
+			t.Fatalf("printed no cause:\n%s", out.String())
+		}
+	})
 }
 
 // The raw ceiling: the same chat load through the relay, exact counts.
@@ -162,5 +222,35 @@ func TestRawRelay(t *testing.T) {
 	c.Scenario = "presence"
 	if _, err := Run(t.Context(), c); err == nil {
 		t.Fatal("presence over the relay should be refused")
+	}
+}
+
+// The pep scenario against Roost: each reading published reaches each
+// subscriber of its publisher exactly once, with caps (+notify) and with
+// explicit subscriptions, and every publish is acknowledged.
+func TestPEPScenario(t *testing.T) {
+	const pubs, subs = 2, 3
+	addr := startRoost(t, pubs*(subs+1))
+	for _, mode := range []string{"caps", "explicit", "caps"} { // caps again: the explicit subscriptions are cancelled
+		t.Run(mode, func(t *testing.T) {
+			c := Config{Options: Options{Target: addr, Domain: "localhost", TLS: true}, Users: pubs, Prefix: "user",
+				Password: "pass%d", Scenario: "pep", Duration: time.Second, Rate: 40, Subscribers: subs, PEPSubscribe: mode, Window: 16}
+			r, err := Run(t.Context(), c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Sent == 0 || r.Received != r.Sent*subs || r.Acked != r.Sent || r.Errors != 0 || r.P50 <= 0 || r.Throughput <= 0 {
+				t.Fatalf("%d publishes should give %d notifications and %d acks, no errors: %+v", r.Sent, r.Sent*subs, r.Sent, r)
+			}
+		})
+	}
+}
+
+// The caps verification string is XEP-0115 §5.2's example.
+func TestCapsVer(t *testing.T) {
+	got := capsVer([]discoIdentity{{Category: "client", Type: "pc", Name: "Exodus 0.9.1"}},
+		[]string{"http://jabber.org/protocol/muc", "http://jabber.org/protocol/disco#info", "http://jabber.org/protocol/caps", "http://jabber.org/protocol/disco#items"})
+	if got != "QgayPKawpkPSDYmwT/WM94uAlu0=" {
+		t.Fatalf("ver %q", got)
 	}
 }

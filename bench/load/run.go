@@ -34,8 +34,15 @@ type Config struct {
 	// It keeps saturation runs closed-loop, so that a slow server is
 	// measured at its pace instead of buried under an ever-growing
 	// backlog. 0 means unbounded.
-	Window   int
-	Progress io.Writer
+	Window int
+	// Subscribers is, for pep, how many subscribers each of the Users
+	// publishers has (accounts Users+1..Users*(Subscribers+1)).
+	Subscribers int
+	// PEPSubscribe is how pep subscribers ask for notifications: "caps"
+	// (NODE+notify in their entity capabilities, XEP-0163 §4.2, the
+	// default) or "explicit" (a pubsub subscribe, XEP-0060 §6.1).
+	PEPSubscribe string
+	Progress     io.Writer
 }
 
 // Result is what a run measured.
@@ -55,6 +62,17 @@ type Result struct {
 	P99        float64 `json:"p99_ms"`
 	P999       float64 `json:"p999_ms"`
 	ClientCPU  float64 `json:"client_cpu_ms"`
+	// pep: Sent counts publishes, Received notifications at the
+	// subscribers, Throughput notifications/s, the latencies are
+	// publish to notification.
+	Subscribers int              `json:"subscribers,omitempty"` // per publisher
+	Acked       int64            `json:"acked,omitempty"`       // publishes acknowledged
+	AckedPerS   float64          `json:"acked_per_s,omitempty"`
+	AckP50      float64          `json:"ack_p50_ms,omitempty"`
+	AckP99      float64          `json:"ack_p99_ms,omitempty"`
+	OwnerCopies int64            `json:"owner_copies,omitempty"` // notifications to the publishers' own sessions
+	Stale       int64            `json:"stale,omitempty"`        // last items from before the run (not counted)
+	Causes      map[string]int64 `json:"error_causes,omitempty"`
 }
 
 func (c *Config) user(i int) (string, string) {
@@ -95,8 +113,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		r, err = runIdle(ctx, cfg)
 	case "presence":
 		r, err = runPresence(ctx, cfg)
+	case "pep":
+		if cfg.Raw {
+			return Result{}, errors.New("-raw: the relay has no PEP; use chat, login or idle")
+		}
+		r, err = runPEP(ctx, cfg)
 	default:
-		return Result{}, fmt.Errorf("scenario %q: use login, chat, idle or presence", cfg.Scenario)
+		return Result{}, fmt.Errorf("scenario %q: use login, chat, idle, presence or pep", cfg.Scenario)
 	}
 	r.Scenario, r.Target, r.Users = cfg.Scenario, cfg.Target, cfg.Users
 	if cfg.WebSocket != "" {
@@ -161,6 +184,7 @@ func progress(ctx context.Context, w io.Writer, start time.Time, what func() str
 func runLogin(ctx context.Context, cfg Config) (Result, error) {
 	var r Result
 	var logins, errs atomic.Int64
+	var why causes
 	var lat latencies
 	start := time.Now()
 	end := start.Add(cfg.Duration)
@@ -178,6 +202,7 @@ func runLogin(ctx context.Context, cfg Config) (Result, error) {
 				c, err := cfg.dial(i, fmt.Sprintf("login%d", next.Load()), true)
 				if err != nil {
 					errs.Add(1)
+					why.add(causeOf(err))
 					continue
 				}
 				lat.add(time.Since(t0))
@@ -190,6 +215,7 @@ func runLogin(ctx context.Context, cfg Config) (Result, error) {
 	stop()
 	r.Seconds = time.Since(start).Seconds()
 	r.Logins, r.Errors = logins.Load(), errs.Load()
+	r.Causes = why.snapshot()
 	r.Throughput = float64(r.Logins) / r.Seconds
 	lat.fill(&r)
 	return r, nil
@@ -331,10 +357,38 @@ func runChat(ctx context.Context, cfg Config) (Result, error) {
 	return r, nil
 }
 
+// Succeeded reports whether anything the scenario does worked at all (a
+// login, a message or notification received): a run where nothing did
+// measured nothing, and `roost bench` exits non-zero (issue 17).
+func (r Result) Succeeded() bool { return r.Logins > 0 || r.Received > 0 || r.Acked > 0 }
+
+// causeOf is an error's cause without the account it happened to (the
+// dial error is "userN: cause"), so that causes add up across accounts.
+func causeOf(err error) string {
+	if inner := errors.Unwrap(err); inner != nil {
+		if s := err.Error(); strings.HasSuffix(s, ": "+inner.Error()) && !strings.Contains(strings.TrimSuffix(s, ": "+inner.Error()), " ") {
+			return inner.Error()
+		}
+	}
+	return err.Error()
+}
+
 // Print writes the human summary and one JSON line.
 func (r Result) Print(w io.Writer) {
 	fmt.Fprintf(w, "scenario %s against %s, %d users, %.1fs: logins %d, sent %d, received %d, errors %d, %.0f/s; latency ms mean %.2f p50 %.2f p90 %.2f p99 %.2f p99.9 %.2f; client CPU %.0f ms\n",
 		r.Scenario, r.Target, r.Users, r.Seconds, r.Logins, r.Sent, r.Received, r.Errors, r.Throughput, r.Mean, r.P50, r.P90, r.P99, r.P999, r.ClientCPU)
+	if r.Scenario == "pep" {
+		fmt.Fprintf(w, "pep: %d publishers x %d subscribers: %d publishes sent, %d acknowledged (%.0f/s, p50 %.2f ms, p99 %.2f ms); %d notifications (%.0f/s), publish to notification p50 %.2f ms p99 %.2f ms; %d copies to the publishers' own sessions\n",
+			r.Users, r.Subscribers, r.Sent, r.Acked, r.AckedPerS, r.AckP50, r.AckP99, r.Received, r.Throughput, r.P50, r.P99, r.OwnerCopies)
+	}
+	keys := make([]string, 0, len(r.Causes))
+	for k := range r.Causes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "error: %s (%d)\n", k, r.Causes[k])
+	}
 	b, _ := json.Marshal(r)
 	fmt.Fprintf(w, "%s\n", b)
 }

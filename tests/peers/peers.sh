@@ -62,7 +62,7 @@ allow_registration = false
 modules_enabled = {
   "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "presence"; "message"; "iq";
   "offline"; "version"; "uptime"; "time"; "private"; "carbons"; "blocklist"; "admin_shell";
-  "smacks";
+  "smacks"; "pep";
 }
 smacks_hibernation_time = ${PEERS_RESUME_TIMEOUT:-600}
 smacks_enabled_s2s = false
@@ -111,6 +111,8 @@ modules:
   mod_privacy: {}
   mod_version: {show_os: false}
   mod_time: {}
+  mod_caps: {}
+  mod_pubsub: {plugins: [flat, pep]}
   mod_stream_mgmt: {resend_on_timeout: if_offline, resume_timeout: ${PEERS_RESUME_TIMEOUT:-300}}
 CFG
   cat >"$E/ejabberdctl.cfg" <<CFG
