@@ -79,7 +79,8 @@ var iqHandlers = map[string]iqHandler{
 // Features is what the server's disco#info lists, in a fixed order: the
 // namespaces of iqHandlers whose service is on.
 func (s *Service) Features() []string {
-	f := []string{nsDiscoInfo, nsDiscoItems, nsPing, nsVersion, im.NSRoster, carbons.NS, adhoc.NS}
+	// msgoffline: XEP-0160 §5, offline messages are stored (im).
+	f := []string{nsDiscoInfo, nsDiscoItems, nsPing, nsVersion, im.NSRoster, carbons.NS, adhoc.NS, "msgoffline"}
 	if s.Blocking != nil {
 		f = append(f, blocking.NS)
 	}
