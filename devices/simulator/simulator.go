@@ -9,6 +9,7 @@ package simulator
 import (
 	"context"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand"
@@ -72,7 +73,7 @@ func Dial(ctx context.Context, o Options) (*Sensor, error) {
 	}
 	if err := c.HandshakeContext(ctx); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("dtls handshake with %s (a wrong key shows as a timeout): %w", o.Server, err)
+		return nil, handshakeError(o, err)
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -81,6 +82,22 @@ func Dial(ctx context.Context, o Options) (*Sensor, error) {
 		o.Every = 5 * time.Second
 	}
 	return &Sensor{o: o, conn: c, link: NewLink(c, o.Acks), temp: 21.5, set: 21}, nil
+}
+
+// handshakeError says what a failed handshake means for the operator
+// (issue 17). A wrong key gives no alert: the gateway drops a Finished it
+// cannot decrypt (RFC 6347 §4.1.2.7), so the handshake times out; the
+// gateway's log names the device and says "wrong key". An identity the
+// gateway does not know is refused at once with a fatal alert.
+func handshakeError(o Options, err error) error {
+	var alerted interface{ IsFatalOrCloseNotify() bool } // pion's alert error
+	switch {
+	case errors.As(err, &alerted) && alerted.IsFatalOrCloseNotify():
+		return fmt.Errorf("the gateway %s refused the identity %q at once: is the device added (roost device list) and its identity name@domain/resource right? (%w)", o.Server, o.Identity, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("no answer to the DTLS handshake from %s: a wrong key (the gateway's log then names the device and says \"wrong key\"; run roost device rekey and use the new one), or the gateway is not reachable there: %w", o.Server, err)
+	}
+	return fmt.Errorf("dtls handshake with %s: %w", o.Server, err)
 }
 
 // Close stops retransmitting and sends the DTLS close alert: the gateway
