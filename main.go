@@ -289,6 +289,10 @@ func cmdInit(args []string, stdout io.Writer) error {
 	path := server.StorePath(cfg)
 	_, statErr := os.Stat(path)
 	st, err := storage.Open(path, storage.Options{ScramIterations: cfg.ScramIterations, Domain: cfg.Domain})
+	if errors.Is(err, storage.ErrLocked) {
+		fmt.Fprintf(stdout, "store %s exists already: a running server holds it\n", path)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -112,6 +112,9 @@ func (s *Server) Start() (err error) {
 		return fmt.Errorf("create data_dir %s: %w", cfg.DataDir, err)
 	}
 	s.store, err = storage.Open(StorePath(cfg), storage.Options{ScramIterations: cfg.ScramIterations, Domain: cfg.Domain})
+	if errors.Is(err, storage.ErrLocked) {
+		return fmt.Errorf("another roost is serving %s already (one server per store): stop it first (`roost shutdown` with the same -config, or Ctrl-C where it runs), or give this one another data_dir: %w", cfg.DataDir, err)
+	}
 	if err != nil {
 		return err
 	}
