@@ -43,16 +43,11 @@ func Add(st *storage.Store, domain, name, kind, label string, owners []string) (
 		return storage.Device{}, err
 	}
 	d := storage.Device{Name: local, Kind: kind, Label: label, PSK: psk, Created: time.Now().UTC()}
-	var ownerJIDs []jid.JID
-	for _, o := range owners {
-		j, err := jid.Parse(o)
-		if err == nil && j.Local() == "" {
-			j, err = jid.New(o, domain, "")
-		}
-		if err != nil || j.Domain() != domain || j.Resource() != "" {
-			return storage.Device{}, fmt.Errorf("owner %q: give the bare JID of an account on %s", o, domain)
-		}
-		ownerJIDs = append(ownerJIDs, j)
+	ownerJIDs, err := ownerJIDs(domain, owners)
+	if err != nil {
+		return storage.Device{}, err
+	}
+	for _, j := range ownerJIDs {
 		d.Owners = append(d.Owners, j.String())
 	}
 	devJID := local + "@" + domain
@@ -139,21 +134,12 @@ func Lookup(st *storage.Store, domain, identity string) (storage.Device, jid.JID
 // (both) subscription with the device, as with Add; owners removed lose it
 // on both sides. One transaction.
 func Set(st *storage.Store, domain, name string, label *string, owners []string) (storage.Device, error) {
-	var ownerJIDs []jid.JID
-	if owners != nil {
-		for _, o := range owners {
-			j, err := jid.Parse(o)
-			if err == nil && j.Local() == "" {
-				j, err = jid.New(o, domain, "")
-			}
-			if err != nil || j.Domain() != domain || j.Resource() != "" {
-				return storage.Device{}, fmt.Errorf("owner %q: give the bare JID of an account on %s", o, domain)
-			}
-			ownerJIDs = append(ownerJIDs, j)
-		}
+	ownerJIDs, err := ownerJIDs(domain, owners)
+	if err != nil {
+		return storage.Device{}, err
 	}
 	var d storage.Device
-	err := st.Update(func(tx *storage.Tx) error {
+	err = st.Update(func(tx *storage.Tx) error {
 		var err error
 		if d, err = tx.Device(name); err != nil {
 			return err
@@ -288,4 +274,21 @@ func Share(st *storage.Store, domain, name, who string, remove bool) error {
 		_, err = tx.PutRosterItem(j.Local(), mine)
 		return err
 	})
+}
+
+// ownerJIDs prepares owners: bare JIDs of accounts on domain, a bare
+// localpart standing for local@domain.
+func ownerJIDs(domain string, owners []string) ([]jid.JID, error) {
+	var out []jid.JID
+	for _, o := range owners {
+		j, err := jid.Parse(o)
+		if err == nil && j.Local() == "" {
+			j, err = jid.New(o, domain, "")
+		}
+		if err != nil || j.Domain() != domain || j.Resource() != "" {
+			return nil, fmt.Errorf("owner %q: give the bare JID of an account on %s", o, domain)
+		}
+		out = append(out, j)
+	}
+	return out, nil
 }

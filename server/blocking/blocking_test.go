@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"roost/server/session/sessiontest"
 	"strings"
 	"sync"
 	"testing"
@@ -19,30 +20,6 @@ import (
 	"roost/wire/stanza"
 	"roost/wire/xmlscan"
 )
-
-// recorder is a transport that keeps what it was given.
-type recorder struct {
-	mu  sync.Mutex
-	got []string
-}
-
-func (r *recorder) Push(b []byte) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.got = append(r.got, string(b))
-	return true
-}
-
-func (r *recorder) Close(stanza.StreamCondition, string) {}
-
-// take returns and forgets what was pushed.
-func (r *recorder) take() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s := strings.Join(r.got, "\n")
-	r.got = nil
-	return s
-}
 
 type env struct {
 	t     *testing.T
@@ -78,13 +55,13 @@ func newEnv(t *testing.T, max int) *env {
 	return &env{t: t, route: r, block: b, store: st}
 }
 
-func (e *env) bind(full string) (*session.Bound, *recorder) {
+func (e *env) bind(full string) (*session.Bound, *sessiontest.Recorder) {
 	e.t.Helper()
 	j, err := jid.Parse(full)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	rec := &recorder{}
+	rec := &sessiontest.Recorder{}
 	b := session.New(j, rec, session.Options{})
 	e.route.Router.BindReplace(b, 0)
 	return b, rec
@@ -138,58 +115,58 @@ func TestBlockingRoutes(t *testing.T) {
 	for _, s := range []*session.Bound{a1, a3, b1} {
 		e.send(s, "<presence/>")
 	}
-	ra1.take()
-	ra2.take()
-	ra3.take()
-	rb1.take()
+	ra1.Take()
+	ra2.Take()
+	ra3.Take()
+	rb1.Take()
 	e.send(a1, "<iq type='get' id='l1'><blocklist xmlns='urn:xmpp:blocking'/></iq>")
-	expect(t, "alice", ra1.take(), "type='result'", "id='l1'", "<blocklist xmlns='urn:xmpp:blocking'></blocklist>")
+	expect(t, "alice", ra1.Take(), "type='result'", "id='l1'", "<blocklist xmlns='urn:xmpp:blocking'></blocklist>")
 	e.send(a3, "<iq type='get' id='l3'><blocklist xmlns='urn:xmpp:blocking'/></iq>")
-	ra3.take()
+	ra3.Take()
 
 	commits := e.store.Commits()
 	e.send(a1, "<iq type='set' id='b1'><block xmlns='urn:xmpp:blocking'><item jid='Bob@LocalHost'/></block></iq>")
-	expect(t, "alice/one", ra1.take(), "type='result'", "id='b1'")
+	expect(t, "alice/one", ra1.Take(), "type='result'", "id='b1'")
 	if n := e.store.Commits() - commits; n != 1 {
 		t.Fatalf("block: %d commits, want 1", n)
 	}
 	// §3.3: the push goes to the resources that asked for the list only.
-	expect(t, "alice/three", ra3.take(), "type='set'", "from='alice@localhost'", "<block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block>")
-	refuse(t, "alice/two", ra2.take(), "block")
+	expect(t, "alice/three", ra3.Take(), "type='set'", "from='alice@localhost'", "<block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block>")
+	refuse(t, "alice/two", ra2.Take(), "block")
 	// §3.3: bob sees alice's available resources go unavailable.
-	expect(t, "bob", rb1.take(), "<presence type='unavailable' from='alice@localhost/one' to='bob@localhost'/>",
+	expect(t, "bob", rb1.Take(), "<presence type='unavailable' from='alice@localhost/one' to='bob@localhost'/>",
 		"from='alice@localhost/three'")
 
 	// §3.5: bob's message is refused as if alice did not exist; nothing
 	// reaches alice nor offline storage.
 	e.send(b1, "<message to='alice@localhost' type='chat' id='m1'><body>hi</body></message>")
-	expect(t, "bob", rb1.take(), "type='error'", "id='m1'", "service-unavailable")
-	refuse(t, "alice", ra1.take()+ra3.take(), "m1")
+	expect(t, "bob", rb1.Take(), "type='error'", "id='m1'", "service-unavailable")
+	refuse(t, "alice", ra1.Take()+ra3.Take(), "m1")
 	e.send(b1, "<iq to='alice@localhost/one' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
-	expect(t, "bob", rb1.take(), "id='p1'", "service-unavailable")
-	refuse(t, "alice", ra1.take(), "p1")
+	expect(t, "bob", rb1.Take(), "id='p1'", "service-unavailable")
+	refuse(t, "alice", ra1.Take(), "p1")
 	e.send(b1, "<presence to='alice@localhost'/>")
 	e.send(b1, "<presence><show>away</show></presence>")
-	refuse(t, "alice", ra1.take()+ra3.take(), "bob@localhost")
+	refuse(t, "alice", ra1.Take()+ra3.Take(), "bob@localhost")
 	// Alice's own messages to bob: not-acceptable with the blocked error.
 	e.send(a1, "<message to='bob@localhost/r' type='chat' id='m2'><body>hi</body></message>")
-	expect(t, "alice", ra1.take(), "id='m2'", "not-acceptable", "<blocked xmlns='urn:xmpp:blocking:errors'/></error>")
-	refuse(t, "bob", rb1.take(), "m2")
+	expect(t, "alice", ra1.Take(), "id='m2'", "not-acceptable", "<blocked xmlns='urn:xmpp:blocking:errors'/></error>")
+	refuse(t, "bob", rb1.Take(), "m2")
 	// Alice's broadcast presence does not reach bob.
 	e.send(a1, "<presence><show>dnd</show></presence>")
-	refuse(t, "bob", rb1.take(), "dnd")
+	refuse(t, "bob", rb1.Take(), "dnd")
 
 	e.send(a1, "<iq type='get' id='l2'><blocklist xmlns='urn:xmpp:blocking'/></iq>")
-	expect(t, "alice", ra1.take(), "<item jid='bob@localhost'/>")
+	expect(t, "alice", ra1.Take(), "<item jid='bob@localhost'/>")
 
 	// §3.4: unblock all; presence flows again both ways.
 	e.send(a1, "<iq type='set' id='u1'><unblock xmlns='urn:xmpp:blocking'/></iq>")
-	got := ra1.take()
+	got := ra1.Take()
 	expect(t, "alice/one", got, "id='u1'", "<unblock xmlns='urn:xmpp:blocking'/>", "<show>away</show>")
-	expect(t, "bob", rb1.take(), "dnd")
+	expect(t, "bob", rb1.Take(), "dnd")
 	e.send(b1, "<message to='alice@localhost/one' type='chat' id='m3'><body>hi</body></message>")
-	expect(t, "alice", ra1.take(), "id='m3'")
-	refuse(t, "bob", rb1.take(), "error")
+	expect(t, "alice", ra1.Take(), "id='m3'")
+	refuse(t, "bob", rb1.Take(), "error")
 	if e.block.Active() {
 		t.Fatal("still active after unblock all")
 	}
@@ -202,13 +179,13 @@ func TestBlockingBounds(t *testing.T) {
 	a1, ra1 := e.bind("alice@localhost/one")
 	b1, rb1 := e.bind("bob@localhost/r")
 	e.send(a1, "<iq type='set' id='x1'><block xmlns='urn:xmpp:blocking'><item jid='@bad'/></block></iq>")
-	expect(t, "alice", ra1.take(), "id='x1'", "jid-malformed")
+	expect(t, "alice", ra1.Take(), "id='x1'", "jid-malformed")
 	e.send(a1, "<iq type='set' id='x2'><block xmlns='urn:xmpp:blocking'/></iq>")
-	expect(t, "alice", ra1.take(), "id='x2'", "bad-request")
+	expect(t, "alice", ra1.Take(), "id='x2'", "bad-request")
 	e.send(a1, "<iq type='set' id='x3'><block xmlns='urn:xmpp:blocking'><item jid='a@x'/><item jid='b@x'/><item jid='c@x'/></block></iq>")
-	expect(t, "alice", ra1.take(), "id='x3'", "resource-constraint", "limits.block_list_items")
+	expect(t, "alice", ra1.Take(), "id='x3'", "resource-constraint", "limits.block_list_items")
 	e.send(b1, "<iq to='alice@localhost' type='get' id='x4'><blocklist xmlns='urn:xmpp:blocking'/></iq>")
-	expect(t, "bob", rb1.take(), "id='x4'", "forbidden")
+	expect(t, "bob", rb1.Take(), "id='x4'", "forbidden")
 }
 
 // §3.6 matching of the four item forms, and a list that survives a
@@ -218,7 +195,7 @@ func TestBlockedMatching(t *testing.T) {
 	a1, ra1 := e.bind("alice@localhost/one")
 	e.send(a1, "<iq type='set' id='b'><block xmlns='urn:xmpp:blocking'>"+
 		"<item jid='full@ex.org/res'/><item jid='bare@ex.org'/><item jid='dom.example/r1'/><item jid='evil.example'/></block></iq>")
-	expect(t, "alice", ra1.take(), "type='result'")
+	expect(t, "alice", ra1.Take(), "type='result'")
 	fresh := &blocking.Service{Domain: "localhost", Store: e.store, Router: e.route.Router, Max: 100}
 	for _, tc := range []struct {
 		other string
@@ -280,7 +257,7 @@ func TestBlockedNotStoredOffline(t *testing.T) {
 	e := newEnv(t, 10)
 	a1, ra1 := e.bind("alice@localhost/one")
 	e.send(a1, "<iq type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block></iq>")
-	expect(t, "alice", ra1.take(), "type='result'")
+	expect(t, "alice", ra1.Take(), "type='result'")
 	e.route.Router.Unbind(a1)
 	b1, rb1 := e.bind("bob@localhost/r")
 	offline := func() int {
@@ -295,13 +272,13 @@ func TestBlockedNotStoredOffline(t *testing.T) {
 		return n
 	}
 	e.send(b1, "<message to='alice@localhost' type='chat' id='m1'><body>hi</body></message>")
-	expect(t, "bob", rb1.take(), "id='m1'", "service-unavailable")
+	expect(t, "bob", rb1.Take(), "id='m1'", "service-unavailable")
 	if n := offline(); n != 0 {
 		t.Fatalf("%d offline messages from a blocked sender", n)
 	}
 	c1, rc1 := e.bind("carol@localhost/r")
 	e.send(c1, "<message to='alice@localhost' type='chat' id='m2'><body>hi</body></message>")
-	refuse(t, "carol", rc1.take(), "error")
+	refuse(t, "carol", rc1.Take(), "error")
 	if n := offline(); n != 1 {
 		t.Fatalf("%d offline messages, want carol's", n)
 	}

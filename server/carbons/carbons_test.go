@@ -2,6 +2,7 @@ package carbons
 
 import (
 	"encoding/xml"
+	"roost/server/session/sessiontest"
 	"strings"
 	"sync"
 	"testing"
@@ -59,15 +60,7 @@ func TestEligible(t *testing.T) {
 // scanned is msg as the stream scanner hands it over on a client stream.
 func scanned(t testing.TB, msg string) *xmlscan.Token {
 	t.Helper()
-	sc := xmlscan.New(strings.NewReader("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"+msg), xmlscan.Limits{})
-	if _, err := sc.Next(); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := sc.Next()
-	if err != nil {
-		t.Fatalf("%s: %v", msg, err)
-	}
-	return &tok
+	return sessiontest.Parse(t, msg).Tok
 }
 
 // TestScanAllocs: deciding eligibility allocates nothing.

@@ -2,8 +2,8 @@ package lastactivity
 
 import (
 	"path/filepath"
+	"roost/server/session/sessiontest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,48 +11,7 @@ import (
 	"roost/server/session"
 	"roost/storage"
 	"roost/wire/jid"
-	"roost/wire/stanza"
-	"roost/wire/xmlscan"
 )
-
-type recorder struct {
-	mu  sync.Mutex
-	got []string
-}
-
-func (r *recorder) Push(b []byte) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.got = append(r.got, string(b))
-	return true
-}
-
-func (r *recorder) Close(stanza.StreamCondition, string) {}
-
-func (r *recorder) take() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s := strings.Join(r.got, "\n")
-	r.got = nil
-	return s
-}
-
-func parse(t *testing.T, el string) *stanza.Stanza {
-	t.Helper()
-	sc := xmlscan.New(strings.NewReader("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"+el), xmlscan.Limits{})
-	if _, err := sc.Next(); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := sc.Next()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, ok := stanza.Parse(&tok, stanza.NSClient)
-	if !ok {
-		t.Fatalf("not a stanza: %s", el)
-	}
-	return &st
-}
 
 // XEP-0012: the server's uptime; an account's idle time since its last
 // resource went away (0 while one is available), told to itself and to
@@ -73,7 +32,7 @@ func TestLastActivity(t *testing.T) {
 	}
 	rt := router.New()
 	l := &Service{Domain: "localhost", Store: st, Router: rt, Started: time.Now().Add(-100 * time.Second)}
-	rec := &recorder{}
+	rec := &sessiontest.Recorder{}
 	mk := func(s string) *session.Bound {
 		j, _ := jid.Parse(s)
 		return session.New(j, rec, session.Options{})
@@ -85,8 +44,8 @@ func TestLastActivity(t *testing.T) {
 		if owner != "" {
 			o, _ = jid.Parse(owner)
 		}
-		l.IQ(sess, parse(t, el), o)
-		got := rec.take()
+		l.IQ(sess, sessiontest.Parse(t, el), o)
+		got := rec.Take()
 		for _, w := range want {
 			if !strings.Contains(got, w) {
 				t.Fatalf("%s: got %q, want %q", el, got, w)

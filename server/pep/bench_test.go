@@ -3,6 +3,7 @@ package pep
 import (
 	"fmt"
 	"path/filepath"
+	"roost/server/session/sessiontest"
 	"sync/atomic"
 	"testing"
 
@@ -52,7 +53,7 @@ func BenchmarkNotify(b *testing.B) {
 			r.Bind(s)
 		}
 		raw := "<iq type='set' id='p1'>" + pub(sensor, "temperature", reading("21.5")) + "</iq>"
-		stz := parse(b, raw)
+		stz := sessiontest.Parse(b, raw)
 		owner := dev.JID().Bare()
 		p.IQ(dev, stz, owner) // creates the node, fills the roster cache
 		if outs[n-1].n.Load() == 0 {

@@ -3,6 +3,7 @@ package pep
 import (
 	"errors"
 	"path/filepath"
+	"roost/server/session/sessiontest"
 	"strings"
 	"sync"
 	"testing"
@@ -12,33 +13,7 @@ import (
 	"roost/server/session"
 	"roost/storage"
 	"roost/wire/jid"
-	"roost/wire/stanza"
-	"roost/wire/xmlscan"
 )
-
-// sink is a session's transport in the tests: it keeps what is pushed.
-type sink struct {
-	mu  sync.Mutex
-	got []string
-}
-
-func (s *sink) Push(b []byte) bool {
-	s.mu.Lock()
-	s.got = append(s.got, string(b))
-	s.mu.Unlock()
-	return true
-}
-
-func (s *sink) Close(stanza.StreamCondition, string) {}
-
-// take returns and forgets what was pushed.
-func (s *sink) take() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := s.got
-	s.got = nil
-	return g
-}
 
 // env is a PEP service over a real store in t.TempDir() and a real
 // routing table with real bound sessions.
@@ -117,9 +92,9 @@ func mustJID(t testing.TB, s string) jid.JID {
 }
 
 // bind binds full, available or not, wanting notifications for nodes.
-func (e *env) bind(full string, available bool, nodes ...string) (*session.Bound, *sink) {
+func (e *env) bind(full string, available bool, nodes ...string) (*session.Bound, *sessiontest.Recorder) {
 	e.t.Helper()
-	out := &sink{}
+	out := &sessiontest.Recorder{}
 	j := mustJID(e.t, full)
 	if j.Domain() == domain {
 		// A local session's account exists (PEP writes only for
@@ -153,39 +128,20 @@ func (e *env) mutual(a, b string) {
 	e.roster(b, a+"@"+domain, "both")
 }
 
-// parse makes a stanza of raw as a client stream would hand it over.
-func parse(t testing.TB, raw string) *stanza.Stanza {
-	t.Helper()
-	sc := xmlscan.New(strings.NewReader("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='"+domain+"' version='1.0'>"+raw), xmlscan.Limits{})
-	if _, err := sc.Next(); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := sc.Next()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tk := tok
-	st, ok := stanza.Parse(&tk, "jabber:client")
-	if !ok {
-		t.Fatalf("not a stanza: %s", raw)
-	}
-	return &st
-}
-
 // iq sends an iq of typ from sess to owner's PEP service (owner "" : its
 // own, as an iq without 'to') and returns the answer.
-func (e *env) iq(sess *session.Bound, out *sink, typ, owner, body string) string {
+func (e *env) iq(sess *session.Bound, out *sessiontest.Recorder, typ, owner, body string) string {
 	e.t.Helper()
-	out.take()
+	out.TakeAll()
 	to := ""
 	o := sess.JID().Bare()
 	if owner != "" {
 		to = " to='" + owner + "'"
 		o = mustJID(e.t, owner)
 	}
-	st := parse(e.t, "<iq type='"+typ+"' id='q1'"+to+">"+body+"</iq>")
+	st := sessiontest.Parse(e.t, "<iq type='"+typ+"' id='q1'"+to+">"+body+"</iq>")
 	e.p.IQ(sess, st, o)
-	got := out.take()
+	got := out.TakeAll()
 	for _, g := range got {
 		if strings.HasPrefix(g, "<iq") {
 			return g

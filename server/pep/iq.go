@@ -220,6 +220,31 @@ func (r *request) mayAccess(a *account, n *node) bool {
 // (persist_items with the whitelist model: XEP-0223 §2, XEP-0402) and
 // pep.flush_interval 0 are written before the answer, the rest by the
 // flusher (the SD-card budget of issue 16).
+// ownedNode is the preamble of the owner's operations on one node
+// (XEP-0060 §8): the sender must be the owner, the request must name the
+// node, and the node must exist; it returns with a's lock held, or having
+// answered the error.
+func (r *request) ownedNode() (a *account, n *node, name string, ok bool) {
+	if !r.ownerOnly() {
+		return nil, nil, "", false
+	}
+	if name, ok = r.nodeName(); !ok {
+		return nil, nil, "", false
+	}
+	a, n, ok = r.lockNode(name)
+	return a, n, name, ok
+}
+
+// unlockStored ends a change to n made under a's lock: it releases the
+// lock and, for a node that must be on disk before the answer (private
+// data, or pep.flush_interval 0), writes it; false means the write failed
+// and the error was answered.
+func (r *request) unlockStored(a *account, n *node) bool {
+	sync := private(n.cfg)
+	a.mu.Unlock()
+	return r.stored(sync)
+}
+
 func (r *request) stored(sync bool) bool {
 	if !sync && r.p.FlushInterval > 0 {
 		return true
@@ -332,9 +357,7 @@ func (r *request) publish() {
 	r.p.markDirty(a, n)
 	r.p.roster(a)
 	r.p.broadcast(a, n, itemsEvent(name, &stored))
-	sync := private(n.cfg)
-	a.mu.Unlock()
-	if !r.stored(sync) {
+	if !r.unlockStored(a, n) {
 		return
 	}
 	b := append([]byte(nil), "<pubsub xmlns='"+NS+"'><publish node='"...)
@@ -377,9 +400,7 @@ func (r *request) retract() {
 	if notify == "1" || notify == "true" || n.cfg.notifyRetract {
 		r.p.broadcast(a, n, retractEvent(name, id))
 	}
-	sync := private(n.cfg)
-	a.mu.Unlock()
-	if r.stored(sync) {
+	if r.unlockStored(a, n) {
 		r.result(nil)
 	}
 }
@@ -487,9 +508,7 @@ func (r *request) subscribe() {
 		}
 		last = r.p.eventMessage(a, to.String(), itemsEvent(name, &n.items[len(n.items)-1]))
 	}
-	sync := private(n.cfg)
-	a.mu.Unlock()
-	if !r.stored(sync) {
+	if !r.unlockStored(a, n) {
 		return
 	}
 	r.result(append(appendSubscription([]byte("<pubsub xmlns='"+NS+"'>"), name, j, "subscribed"), "</pubsub>"...))
@@ -520,9 +539,7 @@ func (r *request) unsubscribe() {
 	}
 	n.subs = append(n.subs[:i], n.subs[i+1:]...)
 	r.p.markDirty(a, n)
-	sync := private(n.cfg)
-	a.mu.Unlock()
-	if r.stored(sync) {
+	if r.unlockStored(a, n) {
 		r.result(nil)
 	}
 }
@@ -647,14 +664,7 @@ func (r *request) defaults() {
 
 // purge is XEP-0060 §8.5.
 func (r *request) purge() {
-	if !r.ownerOnly() {
-		return
-	}
-	name, ok := r.nodeName()
-	if !ok {
-		return
-	}
-	a, n, ok := r.lockNode(name)
+	a, n, name, ok := r.ownedNode()
 	if !ok {
 		return
 	}
@@ -662,23 +672,14 @@ func (r *request) purge() {
 	n.items = n.items[:0]
 	r.p.markDirty(a, n)
 	r.p.broadcast(a, n, nodeEvent("purge", name))
-	sync := private(n.cfg)
-	a.mu.Unlock()
-	if r.stored(sync) {
+	if r.unlockStored(a, n) {
 		r.result(nil)
 	}
 }
 
 // deleteNode is XEP-0060 §8.4: subscribers are told, the node goes.
 func (r *request) deleteNode() {
-	if !r.ownerOnly() {
-		return
-	}
-	name, ok := r.nodeName()
-	if !ok {
-		return
-	}
-	a, n, ok := r.lockNode(name)
+	a, n, name, ok := r.ownedNode()
 	if !ok {
 		return
 	}
@@ -691,9 +692,7 @@ func (r *request) deleteNode() {
 		}
 	}
 	r.p.markDirty(a, n)
-	sync := private(n.cfg)
-	a.mu.Unlock()
-	if r.stored(sync) {
+	if r.unlockStored(a, n) {
 		r.result(nil)
 	}
 }
@@ -765,23 +764,14 @@ func (r *request) affiliations() {
 	}
 	n.affs = next
 	r.p.markDirty(a, n)
-	sync := private(n.cfg)
-	a.mu.Unlock()
-	if r.stored(sync) {
+	if r.unlockStored(a, n) {
 		r.result(nil)
 	}
 }
 
 // subscriptions is XEP-0060 §8.8 for the owner: a node's subscribers.
 func (r *request) subscriptions() {
-	if !r.ownerOnly() {
-		return
-	}
-	name, ok := r.nodeName()
-	if !ok {
-		return
-	}
-	a, n, ok := r.lockNode(name)
+	a, n, name, ok := r.ownedNode()
 	if !ok {
 		return
 	}

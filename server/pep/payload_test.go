@@ -1,6 +1,7 @@
 package pep
 
 import (
+	"roost/server/session/sessiontest"
 	"strings"
 	"testing"
 )
@@ -23,8 +24,8 @@ func TestItemPayloadNamespaces(t *testing.T) {
 	}
 	e := newEnv(t, nil)
 	a, aout := e.bind("alice@"+domain+"/a", true)
-	e.p.IQ(a, parse(t, raw), a.JID().Bare())
-	if got := aout.take(); len(got) != 1 || !strings.Contains(got[0], "type='result'") {
+	e.p.IQ(a, sessiontest.Parse(t, raw), a.JID().Bare())
+	if got := aout.TakeAll(); len(got) != 1 || !strings.Contains(got[0], "type='result'") {
 		t.Fatalf("publish: %q", got)
 	}
 	items := ok(t, e.iq(a, aout, "get", "", "<pubsub xmlns='"+NS+"'><items node='n'/></pubsub>"))

@@ -2,6 +2,7 @@ package pep
 
 import (
 	"fmt"
+	"roost/server/session/sessiontest"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +30,7 @@ func TestPublishNotify(t *testing.T) {
 	if !strings.Contains(res, "<publish node='"+sensor+"'><item id='temperature'/></publish>") {
 		t.Fatalf("publish result: %s", res)
 	}
-	got := events(b1out.take())
+	got := events(b1out.TakeAll())
 	if len(got) != 1 {
 		t.Fatalf("bob/b1 got %d notifications: %q", len(got), got)
 	}
@@ -40,20 +41,20 @@ func TestPublishNotify(t *testing.T) {
 	}
 	// a1's own notification came in the same take as the result.
 	e.iq(a1, a1out, "set", "", pub(sensor, "temperature", reading("22")))
-	if got := events(a1out.take()); len(got) != 0 {
+	if got := events(a1out.TakeAll()); len(got) != 0 {
 		t.Fatalf("leftover: %q", got)
 	}
-	for name, out := range map[string]*sink{"alice/a2 (no +notify)": a2out, "bob/b2 (other +notify)": b2out,
+	for name, out := range map[string]*sessiontest.Recorder{"alice/a2 (no +notify)": a2out, "bob/b2 (other +notify)": b2out,
 		"bob/b3 (unavailable)": b3out, "carol (not a contact)": carolOut, "dave (subscription to)": daveOut} {
-		if got := events(out.take()); len(got) != 0 {
+		if got := events(out.TakeAll()); len(got) != 0 {
 			t.Fatalf("%s got %q", name, got)
 		}
 	}
 	// The owner's +notify resource gets it too.
-	a1out.take()
-	st := parse(t, "<iq type='set' id='q2'>"+pub(sensor, "humidity", reading("40"))+"</iq>")
+	a1out.TakeAll()
+	st := sessiontest.Parse(t, "<iq type='set' id='q2'>"+pub(sensor, "humidity", reading("40"))+"</iq>")
 	e.p.IQ(a1, st, a1.JID().Bare())
-	if got := events(a1out.take()); len(got) != 1 || !strings.Contains(got[0], "to='alice@d.example/a1'") {
+	if got := events(a1out.TakeAll()); len(got) != 1 || !strings.Contains(got[0], "to='alice@d.example/a1'") {
 		t.Fatalf("owner's resource: %q", got)
 	}
 	// No id: one is made.
@@ -211,9 +212,9 @@ func TestSubscribe(t *testing.T) {
 		t.Fatalf("subscribe result: %s", res)
 	}
 	// e.iq kept only the result; the last item came right after it.
-	st := parse(t, "<iq type='set' id='s2' to='alice@d.example'><pubsub xmlns='"+NS+"'><subscribe node='"+sensor+"' jid='carol@d.example/c'/></pubsub></iq>")
+	st := sessiontest.Parse(t, "<iq type='set' id='s2' to='alice@d.example'><pubsub xmlns='"+NS+"'><subscribe node='"+sensor+"' jid='carol@d.example/c'/></pubsub></iq>")
 	e.p.IQ(c, st, a.JID().Bare())
-	got := cout.take()
+	got := cout.TakeAll()
 	if ev := events(got); len(ev) != 1 || !strings.Contains(ev[0], "value='20'") || !strings.Contains(ev[0], "to='carol@d.example/c'") {
 		t.Fatalf("last item on subscribe: %q", got)
 	}
@@ -226,13 +227,13 @@ func TestSubscribe(t *testing.T) {
 		t.Fatalf("node's subscriptions: %s", owners)
 	}
 	e.iq(a, aout, "set", "", pub(sensor, "temperature", reading("21")))
-	if ev := events(cout.take()); len(ev) != 1 {
+	if ev := events(cout.TakeAll()); len(ev) != 1 {
 		t.Fatalf("carol subscribed twice (bare and full) gets one copy, got %q", ev)
 	}
 	ok(t, e.iq(c, cout, "set", "alice@"+domain, "<pubsub xmlns='"+NS+"'><unsubscribe node='"+sensor+"' jid='carol@d.example'/></pubsub>"))
 	ok(t, e.iq(c, cout, "set", "alice@"+domain, "<pubsub xmlns='"+NS+"'><unsubscribe node='"+sensor+"' jid='carol@d.example/c'/></pubsub>"))
 	e.iq(a, aout, "set", "", pub(sensor, "temperature", reading("22")))
-	if ev := events(cout.take()); len(ev) != 0 {
+	if ev := events(cout.TakeAll()); len(ev) != 0 {
 		t.Fatalf("after unsubscribe: %q", ev)
 	}
 	// A non-contact cannot subscribe to a presence node.
@@ -255,13 +256,13 @@ func TestRetractPurgeDeleteConfigure(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		ok(t, e.iq(a, aout, "set", "", pub("urn:x", fmt.Sprint(i), "<x xmlns='urn:x'/>")))
 	}
-	bout.take()
+	bout.TakeAll()
 	ok(t, e.iq(a, aout, "set", "", "<pubsub xmlns='"+NS+"'><retract node='urn:x'><item id='1'/></retract></pubsub>"))
-	if ev := events(bout.take()); len(ev) != 0 {
+	if ev := events(bout.TakeAll()); len(ev) != 0 {
 		t.Fatalf("retract without notify: %q", ev)
 	}
 	ok(t, e.iq(a, aout, "set", "", "<pubsub xmlns='"+NS+"'><retract node='urn:x' notify='true'><item id='2'/></retract></pubsub>"))
-	if ev := events(bout.take()); len(ev) != 1 || !strings.Contains(ev[0], "<items node='urn:x'><retract id='2'/></items>") {
+	if ev := events(bout.TakeAll()); len(ev) != 1 || !strings.Contains(ev[0], "<items node='urn:x'><retract id='2'/></items>") {
 		t.Fatalf("retract notify: %q", ev)
 	}
 	conf := ok(t, e.iq(a, aout, "get", "", "<pubsub xmlns='"+NSOwner+"'><configure node='urn:x'/></pubsub>"))
@@ -277,20 +278,20 @@ func TestRetractPurgeDeleteConfigure(t *testing.T) {
 		t.Fatalf("max_items lowered to 1: %s", all)
 	}
 	ok(t, e.iq(a, aout, "set", "", "<pubsub xmlns='"+NS+"'><retract node='urn:x'><item id='3'/></retract></pubsub>"))
-	if ev := events(bout.take()); len(ev) != 1 || !strings.Contains(ev[0], "<retract id='3'/>") {
+	if ev := events(bout.TakeAll()); len(ev) != 1 || !strings.Contains(ev[0], "<retract id='3'/>") {
 		t.Fatalf("notify_retract: %q", ev)
 	}
 	ok(t, e.iq(a, aout, "set", "", pub("urn:x", "4", "<x xmlns='urn:x'/>")))
-	bout.take()
+	bout.TakeAll()
 	ok(t, e.iq(a, aout, "set", "", "<pubsub xmlns='"+NSOwner+"'><purge node='urn:x'/></pubsub>"))
-	if ev := events(bout.take()); len(ev) != 1 || !strings.Contains(ev[0], "<event xmlns='"+NSEvent+"'><purge node='urn:x'/></event>") {
+	if ev := events(bout.TakeAll()); len(ev) != 1 || !strings.Contains(ev[0], "<event xmlns='"+NSEvent+"'><purge node='urn:x'/></event>") {
 		t.Fatalf("purge: %q", ev)
 	}
 	if all := ok(t, e.iq(b, bout, "get", "alice@"+domain, "<pubsub xmlns='"+NS+"'><items node='urn:x'/></pubsub>")); strings.Contains(all, "<item ") {
 		t.Fatalf("after purge: %s", all)
 	}
 	ok(t, e.iq(a, aout, "set", "", "<pubsub xmlns='"+NSOwner+"'><delete node='urn:x'/></pubsub>"))
-	if ev := events(bout.take()); len(ev) != 1 || !strings.Contains(ev[0], "<delete node='urn:x'/>") {
+	if ev := events(bout.TakeAll()); len(ev) != 1 || !strings.Contains(ev[0], "<delete node='urn:x'/>") {
 		t.Fatalf("delete: %q", ev)
 	}
 	fails(t, e.iq(b, bout, "get", "alice@"+domain, "<pubsub xmlns='"+NS+"'><items node='urn:x'/></pubsub>"), "item-not-found", "")
@@ -310,35 +311,35 @@ func TestLastItemOnAvailable(t *testing.T) {
 	ok(t, e.iq(a, aout, "set", "", pubWith("urn:w", "1", "<w xmlns='urn:w'/>", accessOpts("whitelist"))))
 	b, bout := e.bind("bob@"+domain+"/b", true, sensor, "urn:w")
 	e.p.Available(b)
-	if ev := events(bout.take()); len(ev) != 1 || !strings.Contains(ev[0], "value='19'") || !strings.Contains(ev[0], "to='bob@d.example/b'") {
+	if ev := events(bout.TakeAll()); len(ev) != 1 || !strings.Contains(ev[0], "value='19'") || !strings.Contains(ev[0], "to='bob@d.example/b'") {
 		t.Fatalf("last item on presence: %q", ev)
 	}
 	e.p.Available(b)
-	if ev := events(bout.take()); len(ev) != 0 {
+	if ev := events(bout.TakeAll()); len(ev) != 0 {
 		t.Fatalf("second presence in one period: %q", ev)
 	}
 	e.p.Unavailable(b.JID())
 	e.p.Available(b)
-	if ev := events(bout.take()); len(ev) != 1 {
+	if ev := events(bout.TakeAll()); len(ev) != 1 {
 		t.Fatalf("after unavailable and available again: %q", ev)
 	}
 	// Caps not known at presence: Known sends.
 	b2, b2out := e.bind("bob@"+domain+"/b2", true)
 	e.p.Available(b2)
-	if ev := events(b2out.take()); len(ev) != 0 {
+	if ev := events(b2out.TakeAll()); len(ev) != 0 {
 		t.Fatalf("unknown caps: %q", ev)
 	}
 	e.mu.Lock()
 	e.caps[b2.JID().String()] = []string{sensor}
 	e.mu.Unlock()
 	e.p.Known(b2.JID())
-	if ev := events(b2out.take()); len(ev) != 1 {
+	if ev := events(b2out.TakeAll()); len(ev) != 1 {
 		t.Fatalf("Known: %q", ev)
 	}
 	// The owner's own resource gets its own last items.
 	a2, a2out := e.bind("alice@"+domain+"/a2", true, sensor, "urn:w")
 	e.p.Available(a2)
-	if ev := events(a2out.take()); len(ev) != 2 {
+	if ev := events(a2out.TakeAll()); len(ev) != 2 {
 		t.Fatalf("own last items: %q", ev)
 	}
 	// Presence writes nothing.

@@ -2,55 +2,14 @@ package private
 
 import (
 	"path/filepath"
+	"roost/server/session/sessiontest"
 	"strings"
-	"sync"
 	"testing"
 
 	"roost/server/session"
 	"roost/storage"
 	"roost/wire/jid"
-	"roost/wire/stanza"
-	"roost/wire/xmlscan"
 )
-
-type recorder struct {
-	mu  sync.Mutex
-	got []string
-}
-
-func (r *recorder) Push(b []byte) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.got = append(r.got, string(b))
-	return true
-}
-
-func (r *recorder) Close(stanza.StreamCondition, string) {}
-
-func (r *recorder) take() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s := strings.Join(r.got, "\n")
-	r.got = nil
-	return s
-}
-
-func parse(t *testing.T, el string) *stanza.Stanza {
-	t.Helper()
-	sc := xmlscan.New(strings.NewReader("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"+el), xmlscan.Limits{})
-	if _, err := sc.Next(); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := sc.Next()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, ok := stanza.Parse(&tok, stanza.NSClient)
-	if !ok {
-		t.Fatalf("not a stanza: %s", el)
-	}
-	return &st
-}
 
 // XEP-0049: set and get per namespace (bookmarks, XEP-0048), the empty
 // element for a namespace never set, refused namespaces, the byte bound,
@@ -63,12 +22,12 @@ func TestPrivate(t *testing.T) {
 	defer st.Close()
 	p := &Service{Domain: "localhost", Store: st, MaxBytes: 200}
 	j, _ := jid.Parse("alice@localhost/one")
-	rec := &recorder{}
+	rec := &sessiontest.Recorder{}
 	sess := session.New(j, rec, session.Options{})
 	do := func(el string, want ...string) {
 		t.Helper()
-		p.IQ(sess, parse(t, el))
-		got := rec.take()
+		p.IQ(sess, sessiontest.Parse(t, el))
+		got := rec.Take()
 		for _, w := range want {
 			if !strings.Contains(got, w) {
 				t.Fatalf("%s: got %q, want %q", el, got, w)

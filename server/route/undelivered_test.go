@@ -1,8 +1,8 @@
 package route
 
 import (
+	"roost/server/session/sessiontest"
 	"strings"
-	"sync"
 	"testing"
 
 	"roost/server/session"
@@ -12,34 +12,13 @@ import (
 	"roost/wire/xmlscan"
 )
 
-// recorder is a transport that keeps what it was given.
-type recorder struct {
-	mu  sync.Mutex
-	got []string
-}
-
-func (r *recorder) Push(b []byte) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.got = append(r.got, string(b))
-	return true
-}
-
-func (r *recorder) Close(stanza.StreamCondition, string) {}
-
-func (r *recorder) all() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return strings.Join(r.got, "\n")
-}
-
-func bind(t *testing.T, s *Service, full string, available bool) (*session.Bound, *recorder) {
+func bind(t *testing.T, s *Service, full string, available bool) (*session.Bound, *sessiontest.Recorder) {
 	t.Helper()
 	j, err := jid.Parse(full)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &recorder{}
+	rec := &sessiontest.Recorder{}
 	b := session.New(j, rec, session.Options{})
 	if available {
 		b.SetPresence(true, 0, []byte("<presence/>"))
@@ -71,10 +50,10 @@ func TestUndelivered(t *testing.T) {
 		[]byte("<iq from='bob@localhost/r' to='alice@localhost/one' type='result' id='r1'/>"),
 	}
 	s.Undelivered(gone, held)
-	if got := two.all(); !strings.Contains(got, "id='m1'") || strings.Contains(got, "presence") || strings.Contains(got, "h1") {
+	if got := two.All(); !strings.Contains(got, "id='m1'") || strings.Contains(got, "presence") || strings.Contains(got, "h1") {
 		t.Fatalf("alice's other resource got %q, want the chat message only", got)
 	}
-	if got := bob.all(); !strings.Contains(got, "id='q1'") || !strings.Contains(got, "service-unavailable") || strings.Contains(got, "r1") {
+	if got := bob.All(); !strings.Contains(got, "id='q1'") || !strings.Contains(got, "service-unavailable") || strings.Contains(got, "r1") {
 		t.Fatalf("bob got %q, want service-unavailable for q1 only", got)
 	}
 
@@ -112,10 +91,10 @@ func TestIQToClosingSessionAnswered(t *testing.T) {
 		t.Fatal("parse")
 	}
 	s.Route(bob, st, b)
-	if g := bobGot.all(); !strings.Contains(g, "id='q1'") || !strings.Contains(g, "service-unavailable") {
+	if g := bobGot.All(); !strings.Contains(g, "id='q1'") || !strings.Contains(g, "service-unavailable") {
 		t.Fatalf("bob got %q, want service-unavailable at once", g)
 	}
-	if g := got.all(); g != "" {
+	if g := got.All(); g != "" {
 		t.Fatalf("the closing session was given %q", g)
 	}
 }
@@ -146,7 +125,7 @@ func TestStoreOfflineRechecksAvailability(t *testing.T) {
 	// was processed; then the message reaches the offline store.
 	alice.SetPresence(true, 0, []byte("<presence/>"))
 	s.IM.StoreOffline(bob, st, b, "alice")
-	if g := got.all(); !strings.Contains(g, "id='m1'") {
+	if g := got.All(); !strings.Contains(g, "id='m1'") {
 		t.Fatalf("alice got %q, want the message", g)
 	}
 	var msgs []storage.OfflineMessage

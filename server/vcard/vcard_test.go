@@ -2,55 +2,14 @@ package vcard
 
 import (
 	"path/filepath"
+	"roost/server/session/sessiontest"
 	"strings"
-	"sync"
 	"testing"
 
 	"roost/server/session"
 	"roost/storage"
 	"roost/wire/jid"
-	"roost/wire/stanza"
-	"roost/wire/xmlscan"
 )
-
-type recorder struct {
-	mu  sync.Mutex
-	got []string
-}
-
-func (r *recorder) Push(b []byte) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.got = append(r.got, string(b))
-	return true
-}
-
-func (r *recorder) Close(stanza.StreamCondition, string) {}
-
-func (r *recorder) take() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s := strings.Join(r.got, "\n")
-	r.got = nil
-	return s
-}
-
-func parse(t *testing.T, el string) *stanza.Stanza {
-	t.Helper()
-	sc := xmlscan.New(strings.NewReader("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"+el), xmlscan.Limits{})
-	if _, err := sc.Next(); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := sc.Next()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, ok := stanza.Parse(&tok, stanza.NSClient)
-	if !ok {
-		t.Fatalf("not a stanza: %s", el)
-	}
-	return &st
-}
 
 // XEP-0054: set one's own, read anyone's on this server (an empty vCard
 // for an account without one, service-unavailable for no account), set
@@ -67,7 +26,7 @@ func TestVCard(t *testing.T) {
 		}
 	}
 	v := &Service{Domain: "localhost", Store: st, MaxBytes: 300}
-	rec := &recorder{}
+	rec := &sessiontest.Recorder{}
 	aj, _ := jid.Parse("alice@localhost/one")
 	bj, _ := jid.Parse("bob@localhost/r")
 	alice := session.New(aj, rec, session.Options{})
@@ -75,8 +34,8 @@ func TestVCard(t *testing.T) {
 	do := func(sess *session.Bound, owner, el string, want ...string) {
 		t.Helper()
 		o, _ := jid.Parse(owner)
-		v.IQ(sess, parse(t, el), o)
-		got := rec.take()
+		v.IQ(sess, sessiontest.Parse(t, el), o)
+		got := rec.Take()
 		for _, w := range want {
 			if !strings.Contains(got, w) {
 				t.Fatalf("%s: got %q, want %q", el, got, w)
