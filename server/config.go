@@ -88,6 +88,7 @@ type PEPConfig struct {
 	MaxItems       int      `json:"max_items"`       // the largest pubsub#max_items a node may be configured with
 	MaxItemBytes   int      `json:"max_item_bytes"`  // largest item payload
 	MaxSubscribers int      `json:"max_subscribers"` // explicit subscriptions on one node
+	AccountBytes   int      `json:"account_bytes"`   // item payloads one account keeps in all its nodes together
 	CapsCache      int      `json:"caps_cache"`      // entity-capabilities versions kept (XEP-0115 §5.4)
 }
 
@@ -441,6 +442,7 @@ func (c *Config) Validate() error {
 		{"pep.max_items", c.PEP.MaxItems, 1},
 		{"pep.max_item_bytes", c.PEP.MaxItemBytes, 256},
 		{"pep.max_subscribers", c.PEP.MaxSubscribers, 1},
+		{"pep.account_bytes", c.PEP.AccountBytes, c.PEP.MaxItemBytes},
 		{"pep.caps_cache", c.PEP.CapsCache, 1},
 		{"scram_iterations", c.ScramIterations, 4096},
 	}

@@ -22,7 +22,7 @@ func (s *Server) wireExtensions() {
 	r.PEP = &pep.Service{Domain: cfg.Domain, Store: s.store, Router: s.router, Caps: r.Caps, Log: s.log,
 		Remote:        func(to string, b []byte) { r.SendRemote(to, b) },
 		FlushInterval: cfg.PEP.FlushInterval.D(), MaxNodes: cfg.PEP.MaxNodes, MaxItems: cfg.PEP.MaxItems,
-		MaxItemBytes: cfg.PEP.MaxItemBytes, MaxSubscribers: cfg.PEP.MaxSubscribers}
+		MaxItemBytes: cfg.PEP.MaxItemBytes, MaxSubscribers: cfg.PEP.MaxSubscribers, MaxAccountBytes: cfg.PEP.AccountBytes}
 	r.Caps.Known = r.PEP.Known
 	r.Blocking = &blocking.Service{Domain: cfg.Domain, Store: s.store, Router: s.router, Max: cfg.Limits.BlockListItems, Log: s.log,
 		Remote: func(to string, b []byte) { r.SendRemote(to, b) }}

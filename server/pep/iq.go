@@ -352,6 +352,11 @@ func (r *request) publish() {
 		r.fail(stanza.Conflict, "precondition-not-met", "the node's configuration differs from the publish-options")
 		return
 	}
+	if after := a.payloadBytes() + n.putDelta(id, len(payload)); after > r.p.MaxAccountBytes {
+		a.mu.Unlock()
+		r.fail(stanza.ResourceConstraint, "", "this account's PEP items would exceed pep.account_bytes")
+		return
+	}
 	stored := item{id: id, publisher: r.owner.String(), payload: payload}
 	n.put(stored)
 	r.p.markDirty(a, n)

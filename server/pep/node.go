@@ -73,6 +73,18 @@ func (n *node) put(it item) {
 	n.trim()
 }
 
+// putDelta is how many payload bytes put(an item of id with size bytes)
+// adds, net of the item it replaces or the oldest it pushes out.
+func (n *node) putDelta(id string, size int) int {
+	if i := n.find(id); i >= 0 {
+		return size - len(n.items[i].payload)
+	}
+	if len(n.items) >= n.cfg.maxItems && len(n.items) > 0 {
+		return size - len(n.items[0].payload)
+	}
+	return size
+}
+
 // trim drops the oldest items beyond max_items.
 func (n *node) trim() {
 	if over := len(n.items) - n.cfg.maxItems; over > 0 {

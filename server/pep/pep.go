@@ -45,6 +45,11 @@ type Service struct {
 	MaxItems       int           // pep.max_items
 	MaxItemBytes   int           // pep.max_item_bytes
 	MaxSubscribers int           // pep.max_subscribers
+	// MaxAccountBytes bounds the item payloads one account keeps in all
+	// its nodes together (pep.account_bytes): what max_nodes × max_items ×
+	// max_item_bytes alone would let one account make the gateway hold
+	// is far more than its memory.
+	MaxAccountBytes int
 
 	// wants and notifyOf stand for Caps.Has and Caps.Notify in tests.
 	wants    func(full jid.JID, feature string) bool
@@ -76,6 +81,18 @@ const remoteResources = 16
 // account is one account's PEP service: its nodes, a cache of its roster
 // (reloaded when the roster version changes) and the remote contacts'
 // resources that sent it available presence.
+// payloadBytes is the size of every item payload a holds (under a.mu):
+// a walk, bounded by max_nodes × max_items, made once per publish.
+func (a *account) payloadBytes() int {
+	total := 0
+	for _, n := range a.nodes {
+		for i := range n.items {
+			total += len(n.items[i].payload)
+		}
+	}
+	return total
+}
+
 type account struct {
 	mu    sync.Mutex
 	bare  jid.JID
@@ -124,6 +141,9 @@ func (p *Service) init() {
 		}
 		if p.MaxItemBytes <= 0 {
 			p.MaxItemBytes = 65536
+		}
+		if p.MaxAccountBytes <= 0 {
+			p.MaxAccountBytes = 1 << 20
 		}
 		if p.MaxSubscribers <= 0 {
 			p.MaxSubscribers = 1000

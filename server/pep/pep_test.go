@@ -537,3 +537,21 @@ func TestDropAccount(t *testing.T) {
 	a, aout = e.bind("alice@"+domain+"/a2", true)
 	fails(t, e.iq(a, aout, "get", "", "<pubsub xmlns='"+NS+"'><items node='"+sensor+"'/></pubsub>"), "item-not-found", "")
 }
+
+// pep.account_bytes bounds what one account's nodes hold together:
+// max_nodes × max_items × max_item_bytes alone would let one account make
+// the gateway hold gigabytes. Replacing an item within the budget stays
+// possible; a publish that would go past it is resource-constraint.
+func TestAccountBytes(t *testing.T) {
+	e := newEnv(t, func(p *Service) { p.MaxItemBytes, p.MaxAccountBytes = 1000, 2500 })
+	a, aout := e.bind("alice@"+domain+"/a", true)
+	blob := func(n int) string { return "<b xmlns='urn:b'>" + strings.Repeat("x", n) + "</b>" }
+	ok(t, e.iq(a, aout, "set", "", pub("urn:n1", "i", blob(900))))
+	ok(t, e.iq(a, aout, "set", "", pub("urn:n2", "i", blob(900))))
+	fails(t, e.iq(a, aout, "set", "", pub("urn:n3", "i", blob(900))), "resource-constraint", "")
+	// The same item replaced (max_items 1): the net change fits.
+	ok(t, e.iq(a, aout, "set", "", pub("urn:n2", "j", blob(950))))
+	// Freed by a retract, the budget takes a new node again.
+	ok(t, e.iq(a, aout, "set", "", "<pubsub xmlns='"+NS+"'><retract node='urn:n1'><item id='i'/></retract></pubsub>"))
+	ok(t, e.iq(a, aout, "set", "", pub("urn:n3", "i", blob(900))))
+}
