@@ -77,6 +77,14 @@ type Inbound interface {
 	FromComponent(st *stanza.Stanza)
 }
 
+// Linked is implemented by an Inbound that wants to know when a
+// component's session begins: the local users' presence is sent to their
+// contacts at its domain then (RFC 6121 §4.2.2), as presence to a domain
+// that was not connected was not kept.
+type Linked interface {
+	ComponentUp(domain string)
+}
+
 // ErrNotConnected is what Send returns for a configured component that
 // has no session now (or whose session is closing).
 var ErrNotConnected = errors.New("not connected")
@@ -307,6 +315,9 @@ func (s *Service) serve(nc net.Conn, ip string) {
 	}
 	defer scan.Release()
 	defer s.unregister(c)
+	if l, ok := s.in.(Linked); ok {
+		l.ComponentUp(c.domain)
+	}
 	err = s.read(c, scan)
 	c.q.Wait(time.Second)
 	s.log.Info("component: session ended", "domain", c.domain, "remote", remote, "err", err)

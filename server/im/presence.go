@@ -205,7 +205,15 @@ func (m *Service) ClosedBlocking(sess session.Peer, blocked Blocker) {
 // Resend sends every available local session's presence to its remote
 // contacts, and probes theirs: after the link to other domains came
 // (back) up, as presence was not queued while it was down.
-func (m *Service) Resend() {
+func (m *Service) Resend() { m.resend("") }
+
+// ResendTo is Resend for the contacts at one domain (an external
+// component that just connected).
+func (m *Service) ResendTo(domain string) { m.resend(domain) }
+
+// resend sends presence and probes to the remote contacts at domain ("":
+// every remote domain).
+func (m *Service) resend(domain string) {
 	var avail []*session.Bound
 	m.Router.Each(func(r *session.Bound) {
 		if r.Available() {
@@ -220,7 +228,7 @@ func (m *Service) Resend() {
 			continue
 		}
 		for _, it := range items {
-			if !m.isRemote(it.JID) {
+			if !m.isRemote(it.JID) || (domain != "" && jid.DomainOf(it.JID) != domain) {
 				continue
 			}
 			if p := s.Presence(); p != nil && hasFrom(it.Subscription) {

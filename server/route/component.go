@@ -5,6 +5,12 @@ import (
 	"roost/wire/stanza"
 )
 
+// ComponentUp is told that a component's session began
+// (component.Linked): local users' presence goes to their contacts at its
+// domain, and their presence is probed (RFC 6121 §4.2.2, §4.3), as for a
+// link that came back up.
+func (s *Service) ComponentUp(domain string) { s.IM.ResendTo(domain) }
+
 // FromComponent routes a stanza an external component sent (XEP-0114,
 // server/component). Its stream already checked that from is a JID at
 // the component's own domain (invalid-from otherwise) and that to is a

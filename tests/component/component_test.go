@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"roost/bench/load"
+	"roost/storage"
 	"roost/tests/testutil"
 	"roost/wire/xmlscan"
 )
@@ -153,5 +154,59 @@ func TestComponentToComponent(t *testing.T) {
 	}
 	if raw := string(tok.Raw); !strings.Contains(raw, "id='q1'") || !strings.Contains(raw, "type='error'") || !strings.Contains(raw, "<service-unavailable") {
 		t.Fatalf("a got %s", raw)
+	}
+}
+
+// TestComponentGetsPresenceOnConnect: a user already online, with a
+// contact at a component's domain, is not silent to a bridge that
+// connects later: the bridge gets the user's presence (to its contact)
+// and a probe for the contact's, as a link that comes up does (RFC 6121
+// §4.2.2, §4.3).
+func TestComponentGetsPresenceOnConnect(t *testing.T) {
+	cfg := testutil.Config(t)
+	cfg.Listen.Component = "127.0.0.1:0"
+	cfg.Components = map[string]string{"zigbee.localhost": "sz"}
+	srv := testutil.Start(t, cfg)
+	if err := srv.Store().AddUser("alice", "alice-pw"); err != nil {
+		t.Fatal(err)
+	}
+	err := srv.Store().Update(func(tx *storage.Tx) error {
+		_, err := tx.PutRosterItem("alice", storage.RosterItem{JID: "lamp@zigbee.localhost", Subscription: "both"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err := load.Dial(load.Options{Target: srv.Addrs()[0].String(), Domain: cfg.Domain, TLS: true, Password: "alice-pw", Timeout: 10 * time.Second}, "alice", "desk", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	// alice's initial presence is routed once it is in (a ping round
+	// trip orders it before the component connects).
+	alice.Send([]byte("<iq type='get' id='p' to='" + cfg.Domain + "'><ping xmlns='urn:xmpp:ping'/></iq>"))
+	for {
+		tok, err := alice.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(tok.Raw), "id='p'") {
+			break
+		}
+	}
+	_, z := rawComponent(t, srv.ComponentAddr().String(), "zigbee.localhost", "sz")
+	got := map[string]bool{}
+	for !got["presence"] || !got["probe"] {
+		tok, err := z.Next()
+		if err != nil {
+			t.Fatalf("the component got %v and then: %v", got, err)
+		}
+		raw := string(tok.Raw)
+		switch {
+		case strings.Contains(raw, "type='probe'") && strings.Contains(raw, "to='lamp@zigbee.localhost'"):
+			got["probe"] = true
+		case strings.HasPrefix(raw, "<presence") && !strings.Contains(raw, "type=") && strings.Contains(raw, "from='alice@"+cfg.Domain+"/desk'"):
+			got["presence"] = true
+		}
 	}
 }
