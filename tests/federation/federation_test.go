@@ -328,6 +328,22 @@ func federateWith(t *testing.T, name, domain string, c2s, s2s int) {
 	}
 	defer c2.Close()
 	expect(t, c2, "<presence", "on roost", "alice@roost.test")
+
+	// PEP across s2s (issue 16): user1, a contact of alice's on the peer,
+	// subscribes explicitly to her sensor node on Roost; it gets the last
+	// item at once, then each new one as a notification through its server.
+	const node = "urn:roost:sensor:0"
+	publish := func(id, value string) {
+		t.Helper()
+		alice.Send([]byte("<iq type='set' id='pub" + value + "'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='" + node + "'><item id='" + id + "'><reading xmlns='" + node + "' sensor='t' value='" + value + "' unit='Cel'/></item></publish></pubsub></iq>"))
+		expect(t, alice, "id='pub"+value+"'", "type='result'")
+	}
+	publish("t", "20.5")
+	c.Send([]byte("<iq type='set' id='sub1' to='alice@roost.test'><pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='" + node + "' jid='user1@" + domain + "/p'/></pubsub></iq>"))
+	expect(t, c, "id='sub1'", "type='result'", "subscription='subscribed'")
+	expect(t, c, "http://jabber.org/protocol/pubsub#event", "value='20.5'", "from='alice@roost.test'")
+	publish("t", "21.5")
+	expect(t, c, "http://jabber.org/protocol/pubsub#event", "value='21.5'", "from='alice@roost.test'")
 }
 
 // The test's network namespace: Roost's side of the veth pair is nsIP
