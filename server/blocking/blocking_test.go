@@ -18,7 +18,6 @@ import (
 	"roost/storage"
 	"roost/wire/jid"
 	"roost/wire/stanza"
-	"roost/wire/xmlscan"
 )
 
 type env struct {
@@ -70,18 +69,7 @@ func (e *env) bind(full string) (*session.Bound, *sessiontest.Recorder) {
 // send routes el as sess's client stream would hand it over.
 func (e *env) send(sess *session.Bound, el string) {
 	e.t.Helper()
-	sc := xmlscan.New(strings.NewReader("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"+el), xmlscan.Limits{})
-	if _, err := sc.Next(); err != nil {
-		e.t.Fatal(err)
-	}
-	tok, err := sc.Next()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	st, ok := stanza.Parse(&tok, stanza.NSClient)
-	if !ok {
-		e.t.Fatalf("not a stanza: %s", el)
-	}
+	st := *sessiontest.Parse(e.t, el)
 	stamped := stanza.AppendForward(nil, &st, sess.JID().String(), "")
 	e.route.Route(sess, &st, stamped)
 }
@@ -336,5 +324,37 @@ func TestBlocks(t *testing.T) {
 		if n := testing.AllocsPerRun(100, func() { b.Blocks("bob@localhost"); b.Blocks("alice@localhost") }); n != 0 {
 			t.Fatalf("Blocks: %v allocs", n)
 		}
+	}
+}
+
+// A link that comes (back) up re-sends presence to remote contacts, but
+// not to one the account blocks (XEP-0191 §3.5), and probes nobody
+// blocked.
+func TestResendSkipsBlocked(t *testing.T) {
+	e := newEnv(t, 100)
+	var mu sync.Mutex
+	var out []string
+	e.route.IM.Remote = func(to string, b []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		out = append(out, to+" "+string(b))
+	}
+	for _, c := range []string{"friend@remote.example", "pest@remote.example"} {
+		if _, err := e.store.PutRosterItem("alice", storage.RosterItem{JID: c, Subscription: "both"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _ := e.bind("alice@localhost/r")
+	e.send(a, "<presence/>")
+	e.send(a, "<iq type='set' id='b1'><block xmlns='urn:xmpp:blocking'><item jid='pest@remote.example'/></block></iq>")
+	mu.Lock()
+	out = nil
+	mu.Unlock()
+	e.route.LinkUp()
+	mu.Lock()
+	defer mu.Unlock()
+	got := strings.Join(out, "\n")
+	if !strings.Contains(got, "friend@remote.example <presence") || strings.Contains(got, "pest@remote.example") {
+		t.Fatalf("resent:\n%s", got)
 	}
 }

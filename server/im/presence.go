@@ -205,15 +205,15 @@ func (m *Service) ClosedBlocking(sess session.Peer, blocked Blocker) {
 // Resend sends every available local session's presence to its remote
 // contacts, and probes theirs: after the link to other domains came
 // (back) up, as presence was not queued while it was down.
-func (m *Service) Resend() { m.resend("") }
+func (m *Service) Resend(blocked Blocker) { m.resend("", blocked) }
 
 // ResendTo is Resend for the contacts at one domain (an external
 // component that just connected).
-func (m *Service) ResendTo(domain string) { m.resend(domain) }
+func (m *Service) ResendTo(domain string, blocked Blocker) { m.resend(domain, blocked) }
 
 // resend sends presence and probes to the remote contacts at domain ("":
 // every remote domain).
-func (m *Service) resend(domain string) {
+func (m *Service) resend(domain string, blocked Blocker) {
 	var avail []*session.Bound
 	m.Router.Each(func(r *session.Bound) {
 		if r.Available() {
@@ -230,6 +230,9 @@ func (m *Service) resend(domain string) {
 		for _, it := range items {
 			if !m.isRemote(it.JID) || (domain != "" && jid.DomainOf(it.JID) != domain) {
 				continue
+			}
+			if c, err := jid.Parse(it.JID); err == nil && m.either(blocked, me, c) {
+				continue // XEP-0191 §3.5: no presence either way
 			}
 			if p := s.Presence(); p != nil && hasFrom(it.Subscription) {
 				m.Remote(it.JID, p)

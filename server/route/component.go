@@ -9,7 +9,7 @@ import (
 // (component.Linked): local users' presence goes to their contacts at its
 // domain, and their presence is probed (RFC 6121 §4.2.2, §4.3), as for a
 // link that came back up.
-func (s *Service) ComponentUp(domain string) { s.IM.ResendTo(domain) }
+func (s *Service) ComponentUp(domain string) { s.IM.ResendTo(domain, s.blocker()) }
 
 // FromComponent routes a stanza an external component sent (XEP-0114,
 // server/component). Its stream already checked that from is a JID at

@@ -175,7 +175,7 @@ func isNSAttr(attr []byte, ns string) bool {
 
 // LinkUp re-sends presence to remote contacts (uplink.Inbound) after the
 // link came (back) up.
-func (s *Service) LinkUp() { s.IM.Resend() }
+func (s *Service) LinkUp() { s.IM.Resend(s.blocker()) }
 
 // SendTo delivers b, a stanza the server itself sends (a caps query, a
 // PEP notification), to j: a local full JID's session, every available
