@@ -19,6 +19,8 @@ test_deps() {
   /usr/bin/python3 -c 'import zeroconf' 2>/dev/null || missing+=(python3-zeroconf) # tests/mdns: an independent DNS-SD browser
   command -v unshare >/dev/null || missing+=(util-linux)
   command -v go-sendxmpp >/dev/null || missing+=(go-sendxmpp)
+  command -v profanity >/dev/null || missing+=(profanity) # tests/profanity: the console client issue 16 was found with
+  command -v tmux >/dev/null || missing+=(tmux)
   command -v openssl >/dev/null || missing+=(openssl)
   command -v qemu-aarch64 >/dev/null && command -v qemu-arm >/dev/null || missing+=(qemu-user)
   command -v prosodyctl >/dev/null || missing+=(prosody lua-unbound)
