@@ -37,7 +37,10 @@ func (m term) tmux(args ...string) string {
 
 func (m term) screen() string { return m.tmux("capture-pane", "-p", "-t", "p") }
 
-func (m term) typeLine(s string) { m.tmux("send-keys", "-t", "p", "-l", s); m.tmux("send-keys", "-t", "p", "Enter") }
+func (m term) typeLine(s string) {
+	m.tmux("send-keys", "-t", "p", "-l", s)
+	m.tmux("send-keys", "-t", "p", "Enter")
+}
 
 // waitFor waits for cond on the screen, the log or both.
 func waitFor(t *testing.T, what string, within time.Duration, cond func() bool, show func() string) {
