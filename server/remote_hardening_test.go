@@ -196,12 +196,14 @@ func checkInheritedPrefix(t *testing.T, c *rawClient, from string) {
 // its id escaped for the quotes it is written in (issue 12, item 3, for
 // the s2s path: s2s.Inbound.Undeliverable).
 func TestUndeliverableBounceEscapesID(t *testing.T) {
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Port 1 (tcpmux) on loopback: outside the ephemeral range, so no
+	// listener another test opens meanwhile can take it (a freed
+	// ephemeral port could be, and then answer the stream).
+	dead := "127.0.0.1:1"
+	if c, err := net.DialTimeout("tcp", dead, time.Second); err == nil {
+		c.Close()
+		t.Skip("something listens on 127.0.0.1:1 here")
 	}
-	dead := closed.Addr().String()
-	closed.Close() // nothing listens there now: the connection is refused
 	ts := startServer(t, func(c *server.Config) {
 		c.Listen.S2S = "127.0.0.1:0"
 		c.S2S.Routes = map[string]string{"nowhere.test": dead}
