@@ -52,9 +52,10 @@ const commands = `usage: roost COMMAND [flags] [args]     (roost COMMAND -h: tha
 serving:
   run                  run the server (SIGHUP reloads the config, SIGINT/SIGTERM stop it)
   init                 create data_dir and an empty store for the domain (run does too)
-  check-config         check the configuration as run would, without binding ports; print it
+  check-config, check  check the configuration as run would, without binding ports; print it
   status               the service's and the running server's state (exit 3: not running)
   shutdown             stop a server started with roost run (through its control socket)
+  reload               reload the running server's configuration (as SIGHUP; prosodyctl reload)
   install [-user NAME] | uninstall | start | stop | restart
                        the system service (systemd, Windows SCM)
 
@@ -110,6 +111,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdKick(args[1:], stdout)
 	case "shutdown":
 		err = cmdShutdown(args[1:], stdout)
+	case "reload":
+		err = cmdReload(args[1:], stdout)
 	case "bench":
 		if err = bench.Command(args[1:], stdout, stderr); errors.Is(err, bench.ErrUsage) {
 			err = usageError{msg: err.Error(), usage: "usage: roost bench [flags]   (roost bench -h shows them)"}
@@ -122,7 +125,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdBackup(args[1:], stdout)
 	case "restore":
 		err = cmdRestore(args[1:], stdout)
-	case "check-config":
+	case "check-config", "check": // check: prosodyctl's name
 		err = cmdCheckConfig(args[1:], stdout)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "roost %s (%s %s/%s)\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
@@ -217,19 +220,23 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		}
 	}()
 	path := adminConfig("run", configPathArg(args))
-	return serveWith(cfg, log, stop, reload, func(srv *server.Server) {
+	// One reload for SIGHUP and `roost reload` (the control socket).
+	return serveWith(cfg, log, stop, reload, func(srv *server.Server) ([]string, []string, error) {
 		next, err := server.LoadConfig(defaultConfig, path)
 		if err != nil {
 			log.Error("reload refused: the configuration does not load; the server goes on with the one it has", "err", err)
-			return
+			return nil, nil, fmt.Errorf("the configuration does not load; the server goes on with the one it has: %w", err)
 		}
-		if _, restart, err := srv.Reload(next); err != nil {
+		applied, restart, err := srv.Reload(next)
+		if err != nil {
 			log.Error("reload refused; the server goes on with the configuration it has", "err", err)
-			return
-		} else if len(restart) > 0 {
+			return nil, nil, err
+		}
+		if len(restart) > 0 {
 			log.Warn("reload: these keys changed but take effect only after a restart", "keys", strings.Join(restart, ", "))
 		}
 		level.Set(next.SlogLevel())
+		return applied, restart, nil
 	})
 }
 
@@ -239,12 +246,15 @@ func serve(cfg *server.Config, log *slog.Logger, stop <-chan struct{}) error {
 }
 
 // serveWith runs the server until stop is closed, calling onReload for
-// each value on reload.
-func serveWith(cfg *server.Config, log *slog.Logger, stop <-chan struct{}, reload <-chan struct{}, onReload func(*server.Server)) error {
+// each value on reload (SIGHUP) and for `roost reload`.
+func serveWith(cfg *server.Config, log *slog.Logger, stop <-chan struct{}, reload <-chan struct{}, onReload func(*server.Server) ([]string, []string, error)) error {
 	// A flood (of refused connections, failed handshakes) must not fill
 	// the disk with one line repeated: limits.log_repeats_per_minute.
 	log = slog.New(logrepeat.New(log.Handler(), cfg.Limits.LogRepeatsPerMinute))
 	srv := server.New(cfg, log)
+	if onReload != nil {
+		srv.SetReloader(func() ([]string, []string, error) { return onReload(srv) })
+	}
 	start := time.Now()
 	if err := srv.Start(); err != nil {
 		return err
@@ -255,7 +265,7 @@ func serveWith(cfg *server.Config, log *slog.Logger, stop <-chan struct{}, reloa
 		case <-stop:
 			waiting = false
 		case <-reload:
-			onReload(srv)
+			srv.ReloadNow()
 		case <-srv.ShutdownRequested():
 			log.Info("shutting down", "requested_by", "roost shutdown")
 			waiting = false
@@ -577,6 +587,22 @@ func cmdKick(args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, resp.Message)
+	return nil
+}
+
+func cmdReload(args []string, stdout io.Writer) error {
+	cfg, _, err := simple("reload", "[-config FILE]", "Make the running server read its configuration file again, as SIGHUP does (prosodyctl reload):\nthe certificate and key, limits for new connections, devices.owners, s2s.routes, admins and\nlog_level change without dropping a session; the keys that need a restart are listed.", "", 0, args, stdout)
+	if err != nil {
+		return err
+	}
+	resp, err := live(cfg, control.Request{Op: "reload"})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, resp.Message)
+	for _, l := range resp.Lines {
+		fmt.Fprintln(stdout, l)
+	}
 	return nil
 }
 

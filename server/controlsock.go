@@ -63,6 +63,21 @@ func (s *Server) controlRequest(h control.Handler, req control.Request) control.
 		}
 		s.log.Info("control: kick", "jid", j.String(), "sessions", n)
 		return control.Response{Message: fmt.Sprintf("ended %d session(s) of %s", n, j)}
+	case "reload":
+		applied, restart, err := s.ReloadNow()
+		if err != nil {
+			return control.Response{Error: "reload: " + err.Error()}
+		}
+		resp := control.Response{Message: "configuration reloaded"}
+		if len(applied) == 0 {
+			resp.Lines = append(resp.Lines, "applied: nothing changed that a running server can take")
+		} else {
+			resp.Lines = append(resp.Lines, "applied: "+strings.Join(applied, ", "))
+		}
+		if len(restart) > 0 {
+			resp.Lines = append(resp.Lines, "needs a restart: "+strings.Join(restart, ", "))
+		}
+		return resp
 	case "shutdown":
 		s.log.Info("control: shutdown requested")
 		s.requestShutdown()

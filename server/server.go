@@ -64,11 +64,15 @@ type Server struct {
 	control   net.Listener
 	wg        sync.WaitGroup
 
-	mu      sync.Mutex
-	stopR   *stopRequest // see ShutdownRequested
-	perIP   map[string]int
-	closing bool
-	conns   map[net.Conn]struct{}
+	mu    sync.Mutex
+	stopR *stopRequest // see ShutdownRequested
+	// reloader reloads the configuration (SetReloader); reloadMu makes
+	// SIGHUP and `roost reload` take turns.
+	reloader func() (applied, restart []string, err error)
+	reloadMu sync.Mutex
+	perIP    map[string]int
+	closing  bool
+	conns    map[net.Conn]struct{}
 
 	devices    *datagram.Listener // nil unless listen.dtls is set
 	uplink     *uplink.Link       // nil unless uplink.component is configured

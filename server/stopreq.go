@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"os"
 	"sync"
 )
@@ -31,3 +32,26 @@ func (s *Server) requestShutdown() {
 }
 
 func pid() int { return os.Getpid() }
+
+// SetReloader sets what reloads the configuration (the process that runs
+// the server knows its config file and logger): SIGHUP and `roost reload`
+// both call it, one at a time.
+func (s *Server) SetReloader(fn func() (applied, restart []string, err error)) {
+	s.mu.Lock()
+	s.reloader = fn
+	s.mu.Unlock()
+}
+
+// ReloadNow reloads the configuration with the reloader (SetReloader);
+// reloads are serialised.
+func (s *Server) ReloadNow() (applied, restart []string, err error) {
+	s.mu.Lock()
+	fn := s.reloader
+	s.mu.Unlock()
+	if fn == nil {
+		return nil, nil, errors.New("this server cannot reload its configuration (it was not started with roost run): restart it")
+	}
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	return fn()
+}

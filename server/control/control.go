@@ -23,7 +23,7 @@ import (
 // Request is one administrative command.
 type Request struct {
 	// Op is user.add|del|passwd|list, device.add|del|rekey|list|set, status
-	// (store and server); sessions, kick, shutdown (a running server only).
+	// (store and server); sessions, kick, reload, shutdown (a running server only).
 	Op       string `json:"op"`
 	JID      string `json:"jid,omitempty"`
 	Password string `json:"password,omitempty"`

@@ -193,8 +193,9 @@ func (x *xclient) ended(cond string) {
 }
 
 // TestOperator (issue 17): what an operator does to a running gateway,
-// each through the real binary: SIGHUP with a renewed certificate (new
-// connections get it, the session already open stays), sessions, kick,
+// each through the real binary: SIGHUP and roost reload with a renewed
+// certificate (new connections get it, the session already open stays),
+// sessions, kick,
 // user del ending the deleted user's session, status (0 running, 3 not,
 // with the PID), shutdown through the control socket, and a changed
 // domain refused with the store left as it was.
@@ -248,6 +249,16 @@ func TestOperator(t *testing.T) {
 		t.Fatal("a new connection after SIGHUP still gets the old certificate")
 	}
 	alice.ping("p2") // the session opened before the reload is still up
+	// roost reload (prosodyctl's name) does the same through the control
+	// socket and says what it applied.
+	third := writeCert(t, cert, key, "third")
+	if out := must("", "reload", "-config", "c.json"); !strings.Contains(out, "configuration reloaded") || !strings.Contains(out, "applied: tls certificate") {
+		t.Fatalf("roost reload:\n%s", out)
+	}
+	if presented(t, addr) != third {
+		t.Fatal("a new connection after roost reload still gets the old certificate")
+	}
+	alice.ping("p2b")
 	select {
 	case <-p.done:
 		t.Fatalf("SIGHUP ended the server: %v\n%s", p.err, p.logs)
