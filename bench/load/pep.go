@@ -218,7 +218,7 @@ func runPEP(ctx context.Context, cfg Config) (Result, error) {
 	r.features = pepFeatures(!r.explicit)
 	r.ver = capsVer([]discoIdentity{benchIdentity}, r.features)
 	n := r.P * (r.S + 1)
-	conns, err := connectMany(ctx, cfg, "pep", n)
+	conns, err := connectUsers(ctx, cfg, "pep", n, false)
 	if err != nil {
 		return res, err
 	}
@@ -652,42 +652,6 @@ func (r *pepRun) answer(tok *xmlscan.Token, typ string, id []byte) []byte {
 		return append(head("result"), "/>"...)
 	}
 	return append(head("error"), "><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"...)
-}
-
-// connectMany logs n users in (accounts 1..n), with at most 32 logins
-// at once, without sending presence.
-func connectMany(ctx context.Context, cfg Config, res string, n int) ([]*Conn, error) {
-	c := cfg
-	c.Users = n
-	conns := make([]*Conn, n)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var first error
-	sem := make(chan struct{}, 32)
-	for i := 1; i <= n; i++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			conn, err := c.dial(i, res, false)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && first == nil {
-				first = err
-			}
-			conns[i-1] = conn
-		}()
-	}
-	wg.Wait()
-	if first == nil {
-		first = ctx.Err()
-	}
-	if first != nil {
-		closeAll(conns)
-		return nil, first
-	}
-	return conns, nil
 }
 
 // waitFor polls cond every 10 ms until it holds, d passes or ctx ends.

@@ -221,20 +221,28 @@ func runLogin(ctx context.Context, cfg Config) (Result, error) {
 	return r, nil
 }
 
-// connectAll logs every user in, with at most 32 logins at once.
+// connectAll logs every user in, with at most 32 logins at once, and
+// sends their initial presence.
 func connectAll(ctx context.Context, cfg Config, res string) ([]*Conn, error) {
-	conns := make([]*Conn, cfg.Users)
+	return connectUsers(ctx, cfg, res, cfg.Users, true)
+}
+
+// connectUsers logs accounts 1..n in, with at most 32 logins at once,
+// sending initial presence when presence is set. On the first failure
+// (or when ctx ends) every connection made is closed.
+func connectUsers(ctx context.Context, cfg Config, res string, n int, presence bool) ([]*Conn, error) {
+	conns := make([]*Conn, n)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var first error
 	sem := make(chan struct{}, 32)
-	for i := 1; i <= cfg.Users; i++ {
+	for i := 1; i <= n; i++ {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c, err := cfg.dial(i, res, true)
+			c, err := cfg.dial(i, res, presence)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && first == nil {
