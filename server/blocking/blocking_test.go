@@ -358,3 +358,31 @@ func TestResendSkipsBlocked(t *testing.T) {
 		t.Fatalf("resent:\n%s", got)
 	}
 }
+
+// A message stored offline before its sender was blocked is not
+// delivered after the block (XEP-0191 §3.5), and is not kept either; one
+// from another sender still is delivered.
+func TestOfflineFromBlockedNotDelivered(t *testing.T) {
+	e := newEnv(t, 10)
+	b1, _ := e.bind("bob@localhost/r")
+	c1, _ := e.bind("carol@localhost/r")
+	e.send(b1, "<message to='alice@localhost' type='chat' id='m1'><body>from bob</body></message>")
+	e.send(c1, "<message to='alice@localhost' type='chat' id='m2'><body>from carol</body></message>")
+	a1, ra1 := e.bind("alice@localhost/one")
+	e.send(a1, "<iq type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block></iq>")
+	ra1.Take()
+	e.send(a1, "<presence/>")
+	got := ra1.Take()
+	if !strings.Contains(got, "from carol") || strings.Contains(got, "from bob") {
+		t.Fatalf("alice's offline delivery:\n%s", got)
+	}
+	var left int
+	e.store.View(func(tx *storage.Tx) error {
+		m, err := tx.Offline("alice")
+		left = len(m)
+		return err
+	})
+	if left != 0 {
+		t.Fatalf("%d offline messages left", left)
+	}
+}

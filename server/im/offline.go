@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"roost/storage"
+	"roost/wire/jid"
 	"roost/wire/stanza"
 )
 
@@ -75,8 +76,12 @@ func withDelay(stanzaBytes []byte, domain string, at time.Time) []byte {
 
 // deliverOffline hands the account's stored messages to sess, oldest
 // first, and deletes each one only once the session has taken it.
-func (m *Service) deliverOffline(sess session.Peer) {
+//
+// A message from a JID the account has blocked since it was stored is
+// dropped, not delivered (XEP-0191 §3.5: nothing from a blocked entity).
+func (m *Service) deliverOffline(sess session.Peer, blocked Blocker) {
 	local := sess.JID().Local()
+	me := sess.JID()
 	var msgs []storage.OfflineMessage
 	if err := m.Store.View(func(tx *storage.Tx) error {
 		var err error
@@ -90,6 +95,14 @@ func (m *Service) deliverOffline(sess session.Peer) {
 	}
 	done := make([]uint64, 0, len(msgs))
 	for _, msg := range msgs {
+		if blocked != nil {
+			if from, ok := stanza.AttrValue(msg.Stanza, "from"); ok {
+				if j, err := jid.Parse(from); err == nil && blocked([]byte(me.Bare().String()), j) {
+					done = append(done, msg.Seq)
+					continue
+				}
+			}
+		}
 		if !deliverRequested(sess, msg.Stanza) {
 			break
 		}

@@ -56,7 +56,7 @@ func (m *Service) OwnPresence(sess session.Peer, st *stanza.Stanza, stamped []by
 			m.probeContacts(sess, blocked)
 			m.redeliverPending(sess)
 			if p.Priority >= 0 {
-				m.deliverOffline(sess) // XEP-0160 §3: at available presence with non-negative priority
+				m.deliverOffline(sess, blocked) // XEP-0160 §3: at available presence with non-negative priority
 			}
 		}
 	case "unavailable":
