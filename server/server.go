@@ -37,6 +37,7 @@ import (
 	"roost/server/uplink"
 	"roost/storage"
 	"roost/tls/certs"
+	"roost/wire/accept"
 	"roost/wire/jid"
 	"roost/wire/stanza"
 	"roost/wire/xmlscan"
@@ -261,22 +262,7 @@ func (s *Server) Sessions() int { return s.router.Count() }
 
 func (s *Server) accept(ln net.Listener, direct bool) {
 	defer s.wg.Done()
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.log.Warn("accept failed", "err", err)
-			time.Sleep(50 * time.Millisecond)
-			continue
-		}
-		if tc, ok := nc.(*net.TCPConn); ok {
-			// A peer that vanished without a FIN (Wi-Fi, cellular) is
-			// found by the kernel even when the stream is idle and
-			// limits.idle_ping is long.
-			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3})
-		}
+	accept.Loop(ln, s.log, "c2s", func(nc net.Conn) bool {
 		ip := ratelimit.HostOf(nc.RemoteAddr())
 		if why := s.track(nc, ip); why != "" {
 			s.log.Warn("refusing connection: "+why, "remote", ip)
@@ -285,7 +271,7 @@ func (s *Server) accept(ln net.Listener, direct bool) {
 				nc.Write(stanza.AppendStreamError([]byte("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"), stanza.StreamPolicyViolation, why))
 			}
 			nc.Close()
-			continue
+			return true
 		}
 		s.wg.Add(1)
 		go func() {
@@ -293,7 +279,8 @@ func (s *Server) accept(ln net.Listener, direct bool) {
 			defer s.untrack(nc, ip)
 			c2s.Serve(s.clientEnv(), nc, direct)
 		}()
-	}
+		return true
+	})
 }
 
 // track admits a connection unless the server is at limits.connections,

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"roost/server/ratelimit"
+	"roost/wire/accept"
 	"roost/wire/outq"
 	"roost/wire/stanza"
 	"roost/wire/xmlscan"
@@ -236,34 +237,22 @@ func (s *Service) attach(ln net.Listener) bool {
 }
 
 func (s *Service) accept(ln net.Listener) {
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.log.Warn("component: accept failed", "err", err)
-			time.Sleep(50 * time.Millisecond)
-			continue
-		}
-		if tc, ok := nc.(*net.TCPConn); ok {
-			// A bridge whose host vanished is found even on an idle stream.
-			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3})
-		}
+	accept.Loop(ln, s.log, "component", func(nc net.Conn) bool {
 		ip := ratelimit.HostOf(nc.RemoteAddr())
 		if why := s.admit(nc, ip); why != "" {
 			s.log.Warn("component: refusing a connection: "+why, "remote", ip)
 			nc.SetWriteDeadline(time.Now().Add(time.Second))
 			nc.Write(stanza.AppendStreamError([]byte(header("", newID())), stanza.StreamPolicyViolation, why))
 			nc.Close()
-			continue
+			return true
 		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			s.serve(nc, ip)
 		}()
-	}
+		return true
+	})
 }
 
 // admit counts an unauthenticated connection in, within PendingPerIP and

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net"
+	"roost/wire/accept"
 	"strings"
 	"time"
 
@@ -22,23 +23,14 @@ const authTimeout = 60 * time.Second
 
 // Serve accepts inbound server streams on ln until it is closed.
 func (s *Service) Serve(ln net.Listener) {
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.log.Warn("s2s: accept failed", "err", err)
-			time.Sleep(50 * time.Millisecond)
-			continue
-		}
+	accept.Loop(ln, s.log, "s2s", func(nc net.Conn) bool {
 		if !s.track(nc) {
 			nc.Close()
-			return
+			return false
 		}
 		if !s.admit() {
 			s.refuse(nc)
-			continue
+			return true
 		}
 		s.wg.Add(1)
 		go func() {
@@ -47,7 +39,8 @@ func (s *Service) Serve(ln net.Listener) {
 			defer s.leave()
 			s.serveInbound(nc)
 		}()
-	}
+		return true
+	})
 }
 
 // admit counts an inbound connection in, unless Config.MaxInbound are
