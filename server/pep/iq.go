@@ -792,53 +792,54 @@ func (r *request) subscriptions() {
 	r.result(append(b, "</subscriptions></pubsub>"...))
 }
 
+// eachNode calls fn, under the account's lock, for each of the owner's
+// nodes in creation order, or only the one the request's node attribute
+// names (XEP-0060 §5.6, §5.7).
+func (r *request) eachNode(fn func(name string, n *node)) {
+	a := r.p.accountOf(r.owner, false)
+	if a == nil {
+		return
+	}
+	filter := r.op.attr("node")
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, name := range a.order {
+		if filter == "" || name == filter {
+			fn(name, a.nodes[name])
+		}
+	}
+}
+
 // mySubscriptions is XEP-0060 §5.6: the asker's subscriptions here.
 func (r *request) mySubscriptions() {
-	filter := r.op.attr("node")
 	b := append([]byte(nil), "<pubsub xmlns='"+NS+"'><subscriptions>"...)
-	if a := r.p.accountOf(r.owner, false); a != nil {
-		a.mu.Lock()
-		for _, name := range a.order {
-			n := a.nodes[name]
-			if filter != "" && name != filter {
-				continue
-			}
-			for _, s := range n.subs {
-				if s.j.Bare() == r.asker.Bare() {
-					b = appendSubscription(b, name, s.j, "subscribed")
-				}
+	r.eachNode(func(name string, n *node) {
+		for _, s := range n.subs {
+			if s.j.Bare() == r.asker.Bare() {
+				b = appendSubscription(b, name, s.j, "subscribed")
 			}
 		}
-		a.mu.Unlock()
-	}
+	})
 	r.result(append(b, "</subscriptions></pubsub>"...))
 }
 
 // myAffiliations is XEP-0060 §5.7: the asker's affiliations here.
 func (r *request) myAffiliations() {
-	filter := r.op.attr("node")
 	b := append([]byte(nil), "<pubsub xmlns='"+NS+"'><affiliations>"...)
-	if a := r.p.accountOf(r.owner, false); a != nil {
-		a.mu.Lock()
-		for _, name := range a.order {
-			n := a.nodes[name]
-			if filter != "" && name != filter {
-				continue
-			}
-			aff := n.affs[r.asker.Bare().String()]
-			if r.isOwner {
-				aff = "owner"
-			}
-			if aff == "" {
-				continue
-			}
-			b = append(b, "<affiliation node='"...)
-			b = stanza.AppendEscaped(b, name)
-			b = append(b, "' affiliation='"...)
-			b = append(b, aff...)
-			b = append(b, "'/>"...)
+	asker := r.asker.Bare().String()
+	r.eachNode(func(name string, n *node) {
+		aff := n.affs[asker]
+		if r.isOwner {
+			aff = "owner"
 		}
-		a.mu.Unlock()
-	}
+		if aff == "" {
+			return
+		}
+		b = append(b, "<affiliation node='"...)
+		b = stanza.AppendEscaped(b, name)
+		b = append(b, "' affiliation='"...)
+		b = append(b, aff...)
+		b = append(b, "'/>"...)
+	})
 	r.result(append(b, "</affiliations></pubsub>"...))
 }
