@@ -7,7 +7,6 @@ package imext
 import (
 	"os/exec"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -46,64 +45,15 @@ func start(t *testing.T) *server.Server {
 	return srv
 }
 
-func c2sPort(t *testing.T, srv *server.Server) string {
-	t.Helper()
-	for _, a := range srv.Addrs() {
-		if s := a.String(); strings.HasPrefix(s, "127.0.0.1:") {
-			return strings.TrimPrefix(s, "127.0.0.1:")
-		}
-	}
-	t.Fatalf("no client address in %v", srv.Addrs())
-	return ""
-}
-
 // run runs one scenario of imext_slix.py; every name in want must be
 // reported ok, and any other check reported must be ok too.
 func run(t *testing.T, scenario string, want ...string) {
 	t.Helper()
 	srv := start(t)
 	sc := testutil.RunScript(t, "imext_slix.py "+scenario, 150*time.Second, python, "imext_slix.py", scenario,
-		"--port", c2sPort(t, srv), "--domain", srv.Config().Domain, "--cafile", srv.CertPath(),
+		"--port", testutil.C2SPort(t, srv), "--domain", srv.Config().Domain, "--cafile", srv.CertPath(),
 		"--vcard-bytes", strconv.Itoa(vcardBytes))
-	got := map[string]string{}
-	var order []string
-	for {
-		line := sc.Expect("", 140*time.Second)
-		if strings.HasPrefix(line, "done") {
-			break
-		}
-		if strings.HasPrefix(line, "info ") {
-			t.Log(line)
-			continue
-		}
-		rest, ok := strings.CutPrefix(line, "check ")
-		if !ok {
-			continue
-		}
-		name, res, _ := strings.Cut(rest, " ")
-		if _, dup := got[name]; !dup {
-			order = append(order, name)
-		}
-		got[name] = res
-	}
-	sc.Finish(20 * time.Second)
-	wanted := map[string]bool{}
-	for _, name := range want {
-		wanted[name] = true
-		t.Run(name, func(t *testing.T) {
-			switch res, ok := got[name]; {
-			case !ok:
-				t.Errorf("not reached (an earlier step failed)")
-			case res != "ok":
-				t.Errorf("%s", res)
-			}
-		})
-	}
-	for _, name := range order {
-		if !wanted[name] && got[name] != "ok" {
-			t.Errorf("%s: %s", name, got[name])
-		}
-	}
+	sc.Checks(t, 140*time.Second, want...)
 }
 
 // A login like profanity's: carbons, block list, bookmarks (private

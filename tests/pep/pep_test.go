@@ -64,70 +64,19 @@ func startPEP(t *testing.T, tune func(*server.Config)) *server.Server {
 	return srv
 }
 
-// c2sPort is the client port of srv.
-func c2sPort(t *testing.T, srv *server.Server) string {
-	t.Helper()
-	for _, a := range srv.Addrs() {
-		if s := a.String(); strings.HasPrefix(s, "127.0.0.1:") {
-			return strings.TrimPrefix(s, "127.0.0.1:")
-		}
-	}
-	t.Fatalf("no client address in %v", srv.Addrs())
-	return ""
-}
-
 // runChecks runs one scenario of script and turns each expected check
 // into a subtest; a check the script never reported fails too, and so
 // does any other check it reported failed (a client that could not log
 // in, caps never queried).
 func runChecks(t *testing.T, srv *server.Server, script, scenario string, want ...string) {
 	t.Helper()
-	args := []string{script, scenario, "--port", c2sPort(t, srv), "--domain", srv.Config().Domain, "--cafile", srv.CertPath()}
+	args := []string{script, scenario, "--port", testutil.C2SPort(t, srv), "--domain", srv.Config().Domain, "--cafile", srv.CertPath()}
 	if dir := os.Getenv("ROOST_PEP_DEBUG"); dir != "" {
 		// The clients' XMPP traffic, for reading after a failure.
 		args = append(args, "--debug", filepath.Join(dir, strings.TrimSuffix(script, ".py")+"-"+scenario+".log"))
 	}
 	sc := testutil.RunScript(t, script+" "+scenario, 150*time.Second, python, args...)
-	got := map[string]string{}
-	var order []string
-	for {
-		line := sc.Expect("", 140*time.Second)
-		if strings.HasPrefix(line, "done") {
-			break
-		}
-		if strings.HasPrefix(line, "info ") {
-			t.Log(line)
-			continue
-		}
-		rest, ok := strings.CutPrefix(line, "check ")
-		if !ok {
-			continue
-		}
-		name, res, _ := strings.Cut(rest, " ")
-		if _, dup := got[name]; !dup {
-			order = append(order, name)
-		}
-		got[name] = res
-	}
-	sc.Finish(20 * time.Second)
-	wanted := map[string]bool{}
-	for _, name := range want {
-		wanted[name] = true
-		t.Run(name, func(t *testing.T) {
-			res, ok := got[name]
-			switch {
-			case !ok:
-				t.Errorf("not reached (an earlier step failed)")
-			case res != "ok":
-				t.Errorf("%s", res)
-			}
-		})
-	}
-	for _, name := range order {
-		if !wanted[name] && got[name] != "ok" {
-			t.Errorf("%s: %s", name, got[name])
-		}
-	}
+	sc.Checks(t, 140*time.Second, want...)
 }
 
 func TestSlixmppNotify(t *testing.T) {

@@ -140,3 +140,64 @@ func (s *Script) Finish(d time.Duration) {
 		s.Fail("the script did not exit within %v", d)
 	}
 }
+
+// Checks reads a script that reports one line "check NAME ok" (or
+// "check NAME reason it failed") per assertion and "info ..." lines to
+// log, until a line starting with "done"; then it finishes the script.
+// Each name in want becomes a subtest that fails when the check failed or
+// was never reached; any other check reported must be ok too.
+func (s *Script) Checks(t *testing.T, within time.Duration, want ...string) {
+	t.Helper()
+	got := map[string]string{}
+	var order []string
+	for {
+		line := s.Expect("", within)
+		if strings.HasPrefix(line, "done") {
+			break
+		}
+		if strings.HasPrefix(line, "info ") {
+			t.Log(line)
+			continue
+		}
+		rest, ok := strings.CutPrefix(line, "check ")
+		if !ok {
+			continue
+		}
+		name, res, _ := strings.Cut(rest, " ")
+		if _, dup := got[name]; !dup {
+			order = append(order, name)
+		}
+		got[name] = res
+	}
+	s.Finish(20 * time.Second)
+	wanted := map[string]bool{}
+	for _, name := range want {
+		wanted[name] = true
+		t.Run(name, func(t *testing.T) {
+			switch res, ok := got[name]; {
+			case !ok:
+				t.Errorf("not reached (an earlier step failed)")
+			case res != "ok":
+				t.Errorf("%s", res)
+			}
+		})
+	}
+	for _, name := range order {
+		if !wanted[name] && got[name] != "ok" {
+			t.Errorf("%s: %s", name, got[name])
+		}
+	}
+}
+
+// C2SPort is the port of srv's client listener on 127.0.0.1, for
+// scripts given a host and a port.
+func C2SPort(t testing.TB, srv *server.Server) string {
+	t.Helper()
+	for _, a := range srv.Addrs() {
+		if s := a.String(); strings.HasPrefix(s, "127.0.0.1:") {
+			return strings.TrimPrefix(s, "127.0.0.1:")
+		}
+	}
+	t.Fatalf("no client address in %v", srv.Addrs())
+	return ""
+}
