@@ -107,34 +107,7 @@ func TestScenarios(t *testing.T) {
 			t.Fatal("want an error")
 		}
 	})
-	t.Run("logins to missing accounts say why and count as nothing done", func(t *testing.T) {
-		c := base
-		c.Scenario, c.Duration, c.Workers, c.Prefix = "login", 300*time.Millisecond, 2, "nobody"
-		c.Options.Mech = "SCRAM-SHA-1"
-		r, err := Run(t.Context(), c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Succeeded() || r.Errors == 0 || len(r.Causes) == 0 {
-			t.Fatalf("%+v", r)
-		}
-		// Each cause is a SASL condition without the account: the wrong
-		// password itself, and (once the address's budget is spent, issue
-		// 12) the rate limit's temporary-auth-failure.
-		for cause := range r.Causes {
-			if !strings.HasPrefix(cause, "SASL ") || strings.Contains(cause, "nobody") {
-				t.Fatalf("cause %q: want the SASL condition, without the account", cause)
-			}
-		}
-		if r.Causes["SASL not-authorized: no such account, or a wrong password"] == 0 {
-			t.Fatalf("causes %v: want not-authorized among them", r.Causes)
-		}
-		var out strings.Builder
-		r.Print(&out)
-		if !strings.Contains(out.String(), "error: ") {
-			t.Fatalf("printed no cause:\n%s", out.String())
-		}
-	})
+	t.Run("logins to missing accounts say why and count as nothing done", func(t *testing.T) { missingAccountsSayWhy(t, base) })
 }
 
 // The same scenarios over WebSocket (RFC 7395): the login code is the
@@ -173,34 +146,7 @@ func TestScenariosWebSocket(t *testing.T) {
 			t.Fatal("want an error")
 		}
 	})
-	t.Run("logins to missing accounts say why and count as nothing done", func(t *testing.T) {
-		c := base
-		c.Scenario, c.Duration, c.Workers, c.Prefix = "login", 300*time.Millisecond, 2, "nobody"
-		c.Options.Mech = "SCRAM-SHA-1"
-		r, err := Run(t.Context(), c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Succeeded() || r.Errors == 0 || len(r.Causes) == 0 {
-			t.Fatalf("%+v", r)
-		}
-		// Each cause is a SASL condition without the account: the wrong
-		// password itself, and (once the address's budget is spent, issue
-		// 12) the rate limit's temporary-auth-failure.
-		for cause := range r.Causes {
-			if !strings.HasPrefix(cause, "SASL ") || strings.Contains(cause, "nobody") {
-				t.Fatalf("cause %q: want the SASL condition, without the account", cause)
-			}
-		}
-		if r.Causes["SASL not-authorized: no such account, or a wrong password"] == 0 {
-			t.Fatalf("causes %v: want not-authorized among them", r.Causes)
-		}
-		var out strings.Builder
-		r.Print(&out)
-		if !strings.Contains(out.String(), "error: ") {
-			t.Fatalf("printed no cause:\n%s", out.String())
-		}
-	})
+	t.Run("logins to missing accounts say why and count as nothing done", func(t *testing.T) { missingAccountsSayWhy(t, base) })
 }
 
 // The raw ceiling: the same chat load through the relay, exact counts.
@@ -252,5 +198,37 @@ func TestCapsVer(t *testing.T) {
 		[]string{"http://jabber.org/protocol/muc", "http://jabber.org/protocol/disco#info", "http://jabber.org/protocol/caps", "http://jabber.org/protocol/disco#items"})
 	if got != "QgayPKawpkPSDYmwT/WM94uAlu0=" {
 		t.Fatalf("ver %q", got)
+	}
+}
+
+// missingAccountsSayWhy (issue 17): logins to accounts that do not exist
+// report their cause (the SASL condition, without the account) and count
+// as nothing done, whatever the transport.
+func missingAccountsSayWhy(t *testing.T, base Config) {
+	c := base
+	c.Scenario, c.Duration, c.Workers, c.Prefix = "login", 300*time.Millisecond, 2, "nobody"
+	c.Options.Mech = "SCRAM-SHA-1"
+	r, err := Run(t.Context(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Succeeded() || r.Errors == 0 || len(r.Causes) == 0 {
+		t.Fatalf("%+v", r)
+	}
+	// Each cause is a SASL condition without the account: the wrong
+	// password itself, and (once the address's budget is spent, issue
+	// 12) the rate limit's temporary-auth-failure.
+	for cause := range r.Causes {
+		if !strings.HasPrefix(cause, "SASL ") || strings.Contains(cause, "nobody") {
+			t.Fatalf("cause %q: want the SASL condition, without the account", cause)
+		}
+	}
+	if r.Causes["SASL not-authorized: no such account, or a wrong password"] == 0 {
+		t.Fatalf("causes %v: want not-authorized among them", r.Causes)
+	}
+	var out strings.Builder
+	r.Print(&out)
+	if !strings.Contains(out.String(), "error: ") {
+		t.Fatalf("printed no cause:\n%s", out.String())
 	}
 }
