@@ -42,33 +42,98 @@ type Service struct {
 	// wmu serialises block and unblock (the store write happens outside
 	// mu, so that routing never waits for an fsync).
 	wmu sync.Mutex
-	mu  sync.RWMutex
+	// mu guards the writers of accounts and each list's requested set.
+	// Routing takes no lock: it reads accounts and the lists' item sets,
+	// which are replaced, never changed, once published.
+	mu sync.Mutex
 	// accounts maps an account's bare JID to its list; a nil value is a
-	// non-empty list in the store not loaded yet.
-	accounts map[string]*list
+	// non-empty list in the store not loaded yet. Copied on write.
+	accounts atomic.Pointer[map[string]*list]
 }
 
 // list is one account's block list in memory.
 type list struct {
-	items  map[string]struct{} // prepared JIDs
-	domRes int                 // how many items are domain/resource
+	set atomic.Pointer[itemSet]
 	// requested holds the resources that asked for the list and so get
 	// pushes (XEP-0191 §3.2); resources no longer bound are pruned.
+	// Guarded by Service.mu.
 	requested map[string]struct{}
+}
+
+// itemSet is a list's blocked JIDs as routing reads them: never changed
+// once published (a block or unblock publishes a new one).
+type itemSet struct {
+	items  map[string]struct{} // prepared JIDs
+	domRes int                 // how many items are domain/resource
+}
+
+// items is the list's current set (never nil once the list exists).
+func (l *list) items() *itemSet { return l.set.Load() }
+
+// change publishes a copy of the list's set with add added and remove
+// removed; the caller serialises changes (Service.wmu or mu).
+func (l *list) change(add, remove []string) *itemSet {
+	old := l.items()
+	next := &itemSet{items: make(map[string]struct{}, len(old.items)+len(add)), domRes: old.domRes}
+	for k := range old.items {
+		next.items[k] = struct{}{}
+	}
+	for _, it := range add {
+		if _, ok := next.items[it]; !ok {
+			next.items[it] = struct{}{}
+			if isDomRes(it) {
+				next.domRes++
+			}
+		}
+	}
+	for _, it := range remove {
+		if _, ok := next.items[it]; ok {
+			delete(next.items, it)
+			if isDomRes(it) {
+				next.domRes--
+			}
+		}
+	}
+	l.set.Store(next)
+	return next
+}
+
+// lookup is bare's list without a lock (present: the account has a list
+// in the store, loaded or not).
+func (b *Service) lookup(bare string) (l *list, present bool) {
+	m := b.accounts.Load()
+	if m == nil {
+		return nil, false
+	}
+	l, present = (*m)[bare]
+	return l, present
+}
+
+// setAccount publishes accounts with bare's list set to l; the caller
+// holds mu.
+func (b *Service) setAccount(bare string, l *list) {
+	old := b.accounts.Load()
+	next := make(map[string]*list, len(*old)+1)
+	for k, v := range *old {
+		next[k] = v
+	}
+	next[bare] = l
+	b.accounts.Store(&next)
 }
 
 // init notes which accounts have a non-empty list in the store, so that
 // Blocked is right before any list is loaded.
 func (b *Service) init() {
 	b.once.Do(func() {
-		b.accounts = make(map[string]*list)
+		m := make(map[string]*list)
 		owners, err := b.Store.BlockOwners()
 		if err != nil {
 			b.logger().Error("blocking: cannot read the block lists; nothing is blocked until a list changes", "err", err)
 		}
 		for _, o := range owners {
-			b.accounts[o+"@"+b.Domain] = nil
+			m[o+"@"+b.Domain] = nil
 		}
+		b.accounts.Store(&m)
 		b.nonEmpty.Store(int64(len(owners)))
 	})
 }
@@ -97,20 +162,18 @@ func (b *Service) Blocked(ownerBare []byte, other jid.JID) bool {
 	if !b.Active() || other.IsZero() {
 		return false
 	}
-	b.mu.RLock()
-	l, present := b.accounts[string(ownerBare)]
+	m := b.accounts.Load()
+	if m == nil {
+		return false
+	}
+	l, present := (*m)[string(ownerBare)] // no copy of the key: routing allocates nothing here
 	if !present {
-		b.mu.RUnlock()
 		return false
 	}
 	if l == nil {
-		b.mu.RUnlock()
 		l = b.load(string(ownerBare))
-		b.mu.RLock()
 	}
-	hit := l.matches(other)
-	b.mu.RUnlock()
-	return hit
+	return l.items().matches(other)
 }
 
 // Blocks reports whether the local account ownerBare blocks anyone (its
@@ -120,26 +183,21 @@ func (b *Service) Blocks(ownerBare string) bool {
 	if !b.Active() {
 		return false
 	}
-	b.mu.RLock()
-	l, present := b.accounts[ownerBare]
-	b.mu.RUnlock()
+	l, present := b.lookup(ownerBare)
 	if !present {
 		return false
 	}
 	if l == nil {
 		l = b.load(ownerBare)
 	}
-	b.mu.RLock()
-	n := len(l.items)
-	b.mu.RUnlock()
-	return n > 0
+	return len(l.items().items) > 0
 }
 
 // matches is XEP-0191 §3.6 (the XEP-0016 §2.1 order): an item
 // user@domain/resource matches that full JID only, user@domain any of its
 // resources, domain/resource that resource of the domain, domain every
-// JID of the domain. The caller holds b.mu.
-func (l *list) matches(o jid.JID) bool {
+// JID of the domain.
+func (l *itemSet) matches(o jid.JID) bool {
 	if len(l.items) == 0 {
 		return false
 	}
@@ -176,37 +234,14 @@ func (b *Service) load(bare string) *list {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if l := b.accounts[bare]; l != nil {
+	if l, _ := b.lookup(bare); l != nil {
 		return l
 	}
-	l := &list{items: make(map[string]struct{}, len(items))}
-	for _, it := range items {
-		l.add(it)
-	}
-	b.accounts[bare] = l
+	l := &list{}
+	l.set.Store(&itemSet{})
+	l.change(items, nil)
+	b.setAccount(bare, l)
 	return l
-}
-
-func (l *list) add(item string) bool {
-	if _, ok := l.items[item]; ok {
-		return false
-	}
-	l.items[item] = struct{}{}
-	if isDomRes(item) {
-		l.domRes++
-	}
-	return true
-}
-
-func (l *list) remove(item string) bool {
-	if _, ok := l.items[item]; !ok {
-		return false
-	}
-	delete(l.items, item)
-	if isDomRes(item) {
-		l.domRes--
-	}
-	return true
 }
 
 // isDomRes reports whether a prepared JID is domain/resource.
@@ -218,10 +253,7 @@ func isDomRes(s string) bool {
 // account returns bare's list, loading it; the caller holds no lock.
 func (b *Service) account(bare string) *list {
 	b.init()
-	b.mu.RLock()
-	l := b.accounts[bare]
-	b.mu.RUnlock()
-	if l != nil {
+	if l, _ := b.lookup(bare); l != nil {
 		return l
 	}
 	return b.load(bare)
@@ -289,10 +321,10 @@ func (b *Service) get(sess session.Peer, st *stanza.Stanza, bare string) {
 		l.requested = make(map[string]struct{})
 	}
 	l.requested[res] = struct{}{}
-	for it := range l.items {
+	b.mu.Unlock()
+	for it := range l.items().items {
 		out = appendItem(out, it)
 	}
-	b.mu.Unlock()
 	out = append(out, "</blocklist>"...)
 	session.Result(sess, st, b.Domain, out)
 }
@@ -314,17 +346,16 @@ func (b *Service) block(sess session.Peer, st *stanza.Stanza, me jid.JID, items 
 	bare := me.Bare().String()
 	l := b.account(bare)
 	b.wmu.Lock()
-	b.mu.RLock()
+	cur := l.items().items
 	var added []string
 	seen := make(map[string]bool, len(items))
 	for _, it := range items {
-		if _, ok := l.items[it]; !ok && !seen[it] {
+		if _, ok := cur[it]; !ok && !seen[it] {
 			seen[it] = true
 			added = append(added, it)
 		}
 	}
-	size := len(l.items)
-	b.mu.RUnlock()
+	size := len(cur)
 	if b.Max > 0 && size+len(added) > b.Max {
 		b.wmu.Unlock()
 		session.Bounce(sess, st, b.Domain, stanza.ResourceConstraint,
@@ -338,15 +369,11 @@ func (b *Service) block(sess session.Peer, st *stanza.Stanza, me jid.JID, items 
 			session.Bounce(sess, st, b.Domain, stanza.InternalServerError, "the block list could not be stored")
 			return
 		}
-		b.mu.Lock()
-		wasEmpty := len(l.items) == 0
-		for _, it := range added {
-			l.add(it)
-		}
+		wasEmpty := size == 0
+		l.change(added, nil)
 		if wasEmpty {
 			b.nonEmpty.Add(1)
 		}
-		b.mu.Unlock()
 	}
 	b.wmu.Unlock()
 	session.Result(sess, st, b.Domain, nil)
@@ -363,20 +390,19 @@ func (b *Service) unblock(sess session.Peer, st *stanza.Stanza, me jid.JID, item
 	bare := me.Bare().String()
 	l := b.account(bare)
 	b.wmu.Lock()
-	b.mu.RLock()
+	cur := l.items().items
 	var removed []string
 	if len(items) == 0 {
-		for it := range l.items {
+		for it := range cur {
 			removed = append(removed, it)
 		}
 	} else {
 		for _, it := range items {
-			if _, ok := l.items[it]; ok {
+			if _, ok := cur[it]; ok {
 				removed = append(removed, it)
 			}
 		}
 	}
-	b.mu.RUnlock()
 	if len(removed) > 0 {
 		var arg []string // nil: the whole list
 		if len(items) > 0 {
@@ -388,14 +414,9 @@ func (b *Service) unblock(sess session.Peer, st *stanza.Stanza, me jid.JID, item
 			session.Bounce(sess, st, b.Domain, stanza.InternalServerError, "the block list could not be stored")
 			return
 		}
-		b.mu.Lock()
-		for _, it := range removed {
-			l.remove(it)
-		}
-		if len(l.items) == 0 {
+		if len(l.change(nil, removed).items) == 0 {
 			b.nonEmpty.Add(-1)
 		}
-		b.mu.Unlock()
 	}
 	b.wmu.Unlock()
 	session.Result(sess, st, b.Domain, nil)
@@ -409,12 +430,12 @@ func (b *Service) unblock(sess session.Peer, st *stanza.Stanza, me jid.JID, item
 // list (XEP-0191 §3.3, §3.4), from the account's bare JID.
 func (b *Service) push(bare, op string, items []string) {
 	l := b.account(bare)
-	b.mu.RLock()
+	b.mu.Lock()
 	targets := make([]string, 0, len(l.requested))
 	for r := range l.requested {
 		targets = append(targets, r)
 	}
-	b.mu.RUnlock()
+	b.mu.Unlock()
 	for _, r := range targets {
 		s := b.Router.Session([]byte(bare), []byte(r))
 		if s == nil {
